@@ -1,0 +1,12 @@
+"""The model-facing core: torch and NumPy only, no widget library is imported below here.
+
+A core function can be called from a script, a test, a batch job or a widget alike.
+"""
+
+from __future__ import annotations
+
+from .layers import LayerInfo
+from .probe import Probe
+from .rectifiers import METHODS, RectifierCall, RectifierCoverage
+
+__all__ = ["METHODS", "LayerInfo", "Probe", "RectifierCall", "RectifierCoverage"]

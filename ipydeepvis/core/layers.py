@@ -1,0 +1,180 @@
+"""Layers of a model as the rest of ipydeepvis addresses them.
+
+A layer is one *call* of a module that returns a tensor. Its name is the module's dotted path
+in ``model.named_modules()`` (``"features.3"``, ``"layer1.0.conv1"``). A module that a
+``forward`` calls several times (torchvision ResNet's shared ``relu``) has one layer per call,
+named with a 1-based call index: ``"layer1.0.relu:1"``, ``"layer1.0.relu:2"``. Pure containers
+(``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``) are not layers: their output is
+their last child's. The model itself is not a layer either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..errors import LayerNotFoundError, close_matches
+
+__all__ = ["LayerInfo", "layer_kind", "module_layers", "resolve_layer"]
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+_ACTIVATIONS = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Softplus,
+)
+_POOLS = (
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.modules.pooling._LPPoolNd,
+)
+_NORMS = (
+    nn.modules.batchnorm._NormBase,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.LocalResponseNorm,
+)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What the layer picker, sliders and checks need to know about one layer.
+
+    Attributes
+    ----------
+    name : str
+        Address of the layer: ``"features.3"``, or ``"layer1.0.relu:2"`` for the second call
+        of a reused module.
+    module : str
+        Dotted module path in ``model.named_modules()`` (the name without ``:call``).
+    kind : str
+        ``"conv"``, ``"relu"`` (any activation module), ``"pool"``, ``"linear"``, ``"norm"``
+        or ``"other"``.
+    type : str
+        The module's class name (``"Conv2d"``).
+    channels : int or None
+        Number of units: output channels (conv, pool, norm, activation maps) or output
+        features (linear). None while unknown.
+    shape : tuple of int or None
+        Per-sample output shape, ``(C, H, W)`` or ``(F,)``; None until the probe has seen an
+        input (give ``input_shape=`` to the probe to know it at once).
+    call : int or None
+        1-based call index for a module called more than once per forward, else None.
+    """
+
+    name: str
+    module: str
+    kind: str
+    type: str
+    channels: int | None
+    shape: tuple[int, ...] | None = None
+    call: int | None = None
+
+
+def layer_kind(module: nn.Module) -> str:
+    """Classify a module as conv / relu / pool / linear / norm / other."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return "conv"
+    if isinstance(module, _ACTIVATIONS):
+        return "relu"
+    if isinstance(module, _POOLS):
+        return "pool"
+    if isinstance(module, (nn.Linear, nn.Bilinear)):
+        return "linear"
+    if isinstance(module, _NORMS):
+        return "norm"
+    return "other"
+
+
+def _declared_channels(module: nn.Module) -> int | None:
+    """Output channels a module declares in its attributes, before any forward."""
+    for attribute in ("out_channels", "out_features", "num_features", "num_channels"):
+        value = getattr(module, attribute, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def is_layer_module(name: str, module: nn.Module) -> bool:
+    """True for modules whose calls are layers (everything but the root and containers)."""
+    return bool(name) and not isinstance(module, _CONTAINERS)
+
+
+def module_layers(model: nn.Module) -> list[LayerInfo]:
+    """Layers as known before any forward pass: one per module, shapes unknown."""
+    return [
+        LayerInfo(
+            name=name,
+            module=name,
+            kind=layer_kind(module),
+            type=type(module).__name__,
+            channels=_declared_channels(module),
+        )
+        for name, module in model.named_modules()
+        if is_layer_module(name, module)
+    ]
+
+
+def traced_layer(module_name: str, module: nn.Module, call: int | None,
+                 shape: tuple[int, ...]) -> LayerInfo:
+    """The :class:`LayerInfo` of one recorded call with a tensor output of per-sample ``shape``."""
+    name = module_name if call is None else f"{module_name}:{call}"
+    channels = shape[0] if shape else None
+    return LayerInfo(name, module_name, layer_kind(module), type(module).__name__, channels,
+                     shape, call)
+
+
+def resolve_layer(name: object, layers: Sequence[LayerInfo]) -> LayerInfo:
+    """Find the layer called ``name``, or raise an error that lists what would work.
+
+    ``"mod:1"`` also finds a module called only once; a reused module named without its
+    call index is an error that lists its calls.
+
+    Raises
+    ------
+    LayerNotFoundError
+        Unknown name, or a reused module without ``:call``.
+    """
+    if not isinstance(name, str):
+        msg = f"layer must be a layer name (str) such as {_examples(layers)}, got {name!r}"
+        raise LayerNotFoundError(msg)
+    by_name = {layer.name: layer for layer in layers}
+    if name in by_name:
+        return by_name[name]
+    module, _, call = name.rpartition(":")
+    if module and call == "1" and module in by_name:
+        return by_name[module]
+    calls = [layer.name for layer in layers if layer.module == name and layer.call is not None]
+    if calls:
+        msg = (
+            f"layer {name!r} is one module called {len(calls)} times per forward pass; "
+            f"name the call: {', '.join(repr(c) for c in calls)}"
+        )
+        raise LayerNotFoundError(msg)
+    hints = close_matches(name, by_name)
+    hint = f"; did you mean {', '.join(repr(h) for h in hints)}?" if hints else ""
+    msg = (
+        f"layer {name!r} is not a layer of this model{hint} "
+        f"(probe.layers lists all {len(layers)}, e.g. {_examples(layers)})"
+    )
+    raise LayerNotFoundError(msg)
+
+
+def _examples(layers: Iterable[LayerInfo]) -> str:
+    names = [layer.name for layer in layers]
+    shown = names[:3] + (["..."] if len(names) > 3 else [])
+    return ", ".join(repr(n) if n != "..." else n for n in shown)

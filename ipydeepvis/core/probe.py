@@ -1,0 +1,470 @@
+"""The probe: one recorded forward pass per (image, weights), read many ways.
+
+:class:`Probe` runs a user's model on an image once, with hooks that capture every layer's
+output and with :class:`~ipydeepvis.core.rectifiers.RectifierRules` active, and keeps that
+pass (values and autograd graph) while the image and the weights stay the same. Activations of
+any layer, and projections of any unit with any method from any seed position, are then read
+from the kept pass: changing the unit or the method never runs the model again.
+
+The model is not ours. Every hook lives inside one ``with`` block, the model runs in eval mode
+and each module's ``training`` flag is put back afterwards, parameters and ``requires_grad``
+flags are never touched, and all of this holds when a call raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import (
+    InvalidInputError,
+    InvalidOptionError,
+    ModelForwardError,
+    ProbeBusyError,
+    UnsupportedModelError,
+)
+from .layers import LayerInfo, is_layer_module, module_layers, resolve_layer, traced_layer
+from .rectifiers import METHODS, RectifierCoverage, RectifierRules, RuleSwitch
+from .seeds import build_seeds, check_units
+
+__all__ = ["Probe"]
+
+# Batched backward passes (torch.func.vmap over the recorded graph) pay off while the
+# largest activation map is small; above this many values per sample, one backward pass per
+# unit over the same recorded graph is faster on a CPU (see benchmarks/bench_projection.py).
+_BATCH_VALUES_BUDGET = 1 << 20
+_MAX_CHUNK = 64
+
+
+class _StopForward(BaseException):
+    """Raised from a hook once every requested layer is captured (never escapes the probe)."""
+
+
+@dataclass
+class _Pass:
+    """One recorded forward pass: inputs, per-layer outputs with their graph, and what it saw."""
+
+    key: tuple[Any, ...]
+    input: torch.Tensor  # the leaf the graph starts from (requires grad), or the plain batch
+    outputs: dict[str, torch.Tensor]  # layer name -> output (N, ...), graph kept if any
+    complete: bool
+    graph: bool
+    layers: list[LayerInfo] = field(default_factory=list)
+    coverage: RectifierCoverage | None = None
+    largest_map: int = 0
+
+
+class Probe:
+    """Read activations and projections of a PyTorch model without changing it.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module taking an image batch ``(N, C, H, W)``.
+    preprocess : callable, optional
+        Applied to inputs that are not tensors (PIL images, uint8 arrays), e.g. a torchvision
+        weights' ``transforms()``. Tensors are taken as already preprocessed.
+    device : str or torch.device, optional
+        Where inputs go; defaults to the device of the model's parameters. The probe never
+        moves the model: a device that differs from the model's is an error.
+    input_shape : tuple of int, optional
+        ``(C, H, W)`` of the inputs; when given, one forward pass on zeros fills in
+        :attr:`layers` (shapes, and the calls of reused modules) right away.
+
+    Notes
+    -----
+    A forward pass for a new image runs only as far as the requested layers; a later request
+    for a deeper layer of the same image runs the whole model once, after which every layer,
+    unit and method of that image is served from memory.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        preprocess: Callable[[Any], torch.Tensor] | None = None,
+        device: str | torch.device | None = None,
+        *,
+        input_shape: Sequence[int] | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            msg = f"model must be a torch.nn.Module, got {type(model).__name__}"
+            raise UnsupportedModelError(msg)
+        self._model = model
+        self._preprocess = preprocess
+        self._device = self._resolve_device(device)
+        self._switch = RuleSwitch()
+        self._busy = False
+        self._pass: _Pass | None = None
+        self._traced: list[LayerInfo] | None = None
+        if input_shape is not None:
+            shape = tuple(int(s) for s in input_shape)
+            dtype = self._dtype()
+            self.activations(torch.zeros(shape, dtype=dtype, device=self._device))
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def model(self) -> nn.Module:
+        """The wrapped model (never modified by the probe)."""
+        return self._model
+
+    @property
+    def layers(self) -> list[LayerInfo]:
+        """Every layer in call order once an input was seen, else in module order (no shapes)."""
+        if self._traced is not None:
+            return list(self._traced)
+        return module_layers(self._model)
+
+    def layer(self, name: str) -> LayerInfo:
+        """The :class:`LayerInfo` of layer ``name`` (see :attr:`layers` for the names)."""
+        return resolve_layer(name, self.layers)
+
+    def activations(
+        self, x: Any, layers: str | Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Outputs of the given layers (all by default) for an image or a batch.
+
+        Parameters
+        ----------
+        x : Tensor
+            One image ``(C, H, W)`` or a batch ``(N, C, H, W)``, preprocessed.
+        layers : str or sequence of str, optional
+            Layer names; None for every layer.
+
+        Returns
+        -------
+        dict of str to Tensor
+            ``{name: (N, ...)}``: detached CPU copies, so nothing the model does later (an
+            in-place ReLU, say) changes them.
+        """
+        with self._guard():
+            batch = self._check_input(x, single=False)
+            names = None if layers is None else self._resolve_many(layers, batch)
+            record = self._ensure_pass(batch, names)
+            chosen = names if names is not None else list(record.outputs)
+            return {n: record.outputs[n].detach().to("cpu", copy=True) for n in chosen}
+
+    def project(
+        self,
+        x: Any,
+        layer: str,
+        units: int | Sequence[int],
+        *,
+        method: str = "deconvnet",
+        position: str | tuple[int, ...] = "max",
+    ) -> torch.Tensor:
+        """Project units of a layer back to input space.
+
+        Parameters
+        ----------
+        x : Tensor
+            One image, ``(C, H, W)`` or ``(1, C, H, W)``, preprocessed.
+        layer : str
+            Layer name (see :attr:`layers`).
+        units : int or sequence of int
+            Unit (channel) indices.
+        method : {"deconvnet", "guided", "gradient"}
+            Zeiler & Fergus's deconvnet, guided backprop, or the plain gradient.
+        position : "max", "all" or tuple of int
+            ``"max"``: the unit's single strongest activation, every other activation of the
+            layer zeroed, the seed keeping the activation's value (ties: the first in row-major
+            order). ``"all"``: the unit's whole map. ``(i, j)``: that position of the map.
+
+        Returns
+        -------
+        Tensor
+            ``(len(units), C, H, W)`` on the CPU.
+
+        Raises
+        ------
+        LayerNotFoundError, UnitOutOfRangeError, PositionOutOfRangeError,
+        InvalidOptionError, InvalidInputError
+            With a message naming the bad value and the valid choices.
+        """
+        if method not in METHODS:
+            msg = f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}"
+            raise InvalidOptionError(msg)
+        with self._guard():
+            image = self._check_input(x, single=True)
+            (name,) = self._resolve_many([layer], image)
+            record = self._ensure_pass(image, [name])
+            output = record.outputs[name]
+            unit_list = check_units(units, output.shape[1], name)
+            seeds = build_seeds(output.detach()[0], unit_list, position, name)
+            if not output.requires_grad:
+                msg = f"layer {name!r} does not depend on the input, so it has no projection"
+                raise UnsupportedModelError(msg)
+            with self._switch.use(method):
+                result = self._backward(record, output, seeds)
+            return result.to("cpu", torch.float32)
+
+    def coverage(self, x: Any | None = None) -> RectifierCoverage:
+        """Which rectifiers the projection rules replace in this model, and which they do not.
+
+        Runs (or reuses) a full forward pass on ``x``, or on the last image seen, or on zeros
+        of the ``input_shape`` given to the probe.
+        """
+        with self._guard():
+            if x is None:
+                if self._pass is None:
+                    msg = "coverage() needs an input: pass x, or give the probe input_shape="
+                    raise InvalidInputError(msg)
+                image = self._pass.input.detach()[:1]
+            else:
+                image = self._check_input(x, single=True)
+            record = self._ensure_pass(image, None)
+            assert record.coverage is not None  # set by every full pass
+            return record.coverage
+
+    def clear(self) -> None:
+        """Forget the recorded forward pass (frees its memory)."""
+        self._pass = None
+
+    def __repr__(self) -> str:
+        return f"Probe({type(self._model).__name__}, {len(self.layers)} layers, device={self._device})"
+
+    # ------------------------------------------------------------------ inputs
+
+    def _resolve_device(self, device: str | torch.device | None) -> torch.device:
+        tensors = itertools.chain(self._model.parameters(), self._model.buffers())
+        model_device = next((t.device for t in tensors), None)
+        if device is None:
+            return model_device or torch.device("cpu")
+        wanted = torch.device(device)
+        if model_device is not None and model_device.type != wanted.type:
+            msg = (
+                f"device={str(wanted)!r} but the model's parameters are on {str(model_device)!r}; "
+                "the probe never moves your model: call model.to(device) first, or leave "
+                "device=None"
+            )
+            raise InvalidOptionError(msg)
+        return wanted
+
+    def _dtype(self) -> torch.dtype:
+        for tensor in self._model.parameters():
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.float32
+
+    def _check_input(self, x: Any, *, single: bool) -> torch.Tensor:
+        """Validate ``x`` and return it as a batch on the probe's device and dtype."""
+        if not isinstance(x, torch.Tensor):
+            if self._preprocess is None:
+                msg = (
+                    f"x must be a torch.Tensor image (C, H, W), got {type(x).__name__}; "
+                    "convert it yourself or give the probe preprocess= (e.g. a torchvision "
+                    "weights' transforms())"
+                )
+                raise InvalidInputError(msg)
+            x = self._preprocess(x)
+            if not isinstance(x, torch.Tensor):
+                msg = f"preprocess must return a torch.Tensor, it returned {type(x).__name__}"
+                raise InvalidInputError(msg)
+        if not x.is_floating_point():
+            msg = (
+                f"x has dtype {x.dtype}, expected a floating-point image; for 0..255 images "
+                "use x.float() / 255 (plus the model's normalisation)"
+            )
+            raise InvalidInputError(msg)
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        if x.dim() != 4:
+            msg = (
+                f"x has shape {tuple(x.shape)}; expected one image (C, H, W) "
+                f"or a batch (N, C, H, W)"
+            )
+            raise InvalidInputError(msg)
+        if single and x.shape[0] != 1:
+            msg = (
+                f"x has shape {tuple(x.shape)}: projections take one image (C, H, W) or a "
+                "batch of one (1, C, H, W); call project once per image"
+            )
+            raise InvalidInputError(msg)
+        if x.shape[0] == 0:
+            msg = f"x has shape {tuple(x.shape)}: the batch is empty"
+            raise InvalidInputError(msg)
+        first_conv = self._first_conv()
+        if first_conv is not None:
+            conv_name, expected = first_conv
+            if x.shape[1] != expected:
+                msg = (
+                    f"x has {x.shape[1]} channel(s) (shape {tuple(x.shape)}) but the model's "
+                    f"first convolution {conv_name!r} expects {expected}"
+                )
+                raise InvalidInputError(msg)
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            msg = f"x contains {bad} NaN or infinite value(s); the image must be finite"
+            raise InvalidInputError(msg)
+        return x.detach().to(self._device, self._dtype())
+
+    def _first_conv(self) -> tuple[str, int] | None:
+        """Name and input channels of the first convolution (in call order once traced)."""
+        modules = dict(self._model.named_modules())
+        order = [layer.module for layer in self._traced] if self._traced else list(modules)
+        for name in order:
+            module = modules.get(name)
+            if isinstance(module, nn.modules.conv._ConvNd):
+                return name, module.in_channels
+        return None
+
+    def _resolve_many(self, layers: str | Sequence[str], batch: torch.Tensor) -> list[str]:
+        names = [layers] if isinstance(layers, str) else list(layers)
+        if self._traced is None:
+            # Reused modules (and so the layer names) are only known after one full pass.
+            self._ensure_pass(batch, None)
+        return [resolve_layer(name, self.layers).name for name in names]
+
+    # ------------------------------------------------------------------ the forward pass
+
+    def _key(self, batch: torch.Tensor) -> tuple[Any, ...]:
+        """Identity of (image content, weights): content hash, and each tensor's version."""
+        digest = hashlib.blake2b(
+            batch.detach().to("cpu").contiguous().numpy().tobytes(), digest_size=16
+        ).hexdigest()
+        weights = tuple(
+            (t.data_ptr(), t._version)
+            for t in itertools.chain(self._model.parameters(), self._model.buffers())
+        )
+        return (tuple(batch.shape), batch.dtype, digest, weights)
+
+    def _ensure_pass(self, batch: torch.Tensor, names: list[str] | None) -> _Pass:
+        key = self._key(batch)
+        record = self._pass
+        if record is not None and record.key == key:
+            if record.complete or (names is not None and all(n in record.outputs for n in names)):
+                return record
+            names = None  # same image, deeper layer: run the whole model once
+        self._pass = None  # free the old graph before building a new one
+        graph = batch.shape[0] == 1
+        self._pass = self._run(batch, key, names, graph=graph)
+        return self._pass
+
+    def _run(self, batch: torch.Tensor, key: tuple[Any, ...], names: list[str] | None,
+             *, graph: bool) -> _Pass:
+        """Run the model once, capturing layer outputs; stop when ``names`` are all captured."""
+        model = self._model
+        wanted = None if names is None else set(names)
+        reused = {layer.module for layer in self._traced or [] if layer.call is not None}
+        seen: set[str] = set()
+        calls: dict[str, int] = {}
+        stack: list[tuple[str, nn.Module]] = []
+        raw: list[tuple[str, nn.Module, int, torch.Tensor]] = []
+        modules = [(n, m) for n, m in model.named_modules() if is_layer_module(n, m)]
+
+        def current_site() -> tuple[str, bool]:
+            if not stack:
+                return "<model>", False
+            name, module = stack[-1]
+            return name, isinstance(module, (nn.ReLU,))
+
+        rules = RectifierRules(self._switch, current_site)
+        leaf = batch.clone().requires_grad_(True) if graph else batch
+
+        def pre_hook(name: str, module: nn.Module) -> Callable[..., None]:
+            def hook(_module: nn.Module, _args: Any) -> None:
+                stack.append((name, module))
+            return hook
+
+        def post_hook(name: str, module: nn.Module) -> Callable[..., Any]:
+            def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
+                if stack and stack[-1][0] == name:
+                    stack.pop()
+                calls[name] = calls.get(name, 0) + 1
+                if not isinstance(output, torch.Tensor):
+                    return None
+                raw.append((name, module, calls[name], output if graph else output.clone()))
+                seen.add(f"{name}:{calls[name]}" if name in reused else name)
+                if wanted is not None and wanted <= seen:
+                    raise _StopForward
+                # The next op may be in place (ReLU(inplace=True), out += identity): it gets
+                # a copy, so what we captured keeps its value and its graph.
+                return output.clone() if graph else None
+            return hook
+
+        stopped = False
+        with ExitStack() as hooks, _eval_mode(model):
+            for name, module in modules:
+                hooks.enter_context(module.register_forward_pre_hook(pre_hook(name, module)))
+                hooks.enter_context(module.register_forward_hook(post_hook(name, module)))
+            grad_mode = torch.enable_grad() if graph else torch.no_grad()
+            try:
+                with grad_mode, rules:
+                    model(leaf)
+            except _StopForward:
+                stopped = True
+            except Exception as exc:
+                msg = (
+                    f"the model raised {type(exc).__name__} on an input of shape "
+                    f"{tuple(batch.shape)}: {exc}"
+                )
+                raise ModelForwardError(msg) from exc
+
+        multi = reused | {name for name, count in calls.items() if count > 1}
+        outputs: dict[str, torch.Tensor] = {}
+        layers: list[LayerInfo] = []
+        for name, module, call, tensor in raw:
+            info = traced_layer(name, module, call if name in multi else None,
+                                tuple(tensor.shape[1:]))
+            outputs[info.name] = tensor
+            layers.append(info)
+        complete = not stopped
+        if complete:
+            self._traced = layers
+        largest = max((t[0].numel() for t in outputs.values()), default=0)
+        return _Pass(key, leaf, outputs, complete, graph, layers,
+                     rules.coverage(model) if complete else None, largest)
+
+    # ------------------------------------------------------------------ the backward pass
+
+    def _backward(self, record: _Pass, output: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+        """Input-space signal for each seed, all through the one recorded graph."""
+        leaf = record.input
+
+        def one(seed: torch.Tensor) -> torch.Tensor:
+            (grad,) = torch.autograd.grad(output, leaf, seed, retain_graph=True)
+            return grad
+
+        chunk = max(1, min(_MAX_CHUNK, _BATCH_VALUES_BUDGET // max(1, record.largest_map)))
+        parts = []
+        for start in range(0, seeds.shape[0], chunk):
+            block = seeds[start:start + chunk].unsqueeze(1)  # (U, 1, C, ...)
+            if block.shape[0] == 1:
+                parts.append(one(block[0]))
+            else:
+                parts.append(torch.func.vmap(one)(block).squeeze(1))
+        return torch.cat([p.reshape(-1, *leaf.shape[1:]) for p in parts])
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Refuse re-entrant use (a model that calls its own probe, a second thread)."""
+        if self._busy:
+            msg = (
+                "this Probe is already running a call; use one probe per thread and do not "
+                "call it from inside the model's forward"
+            )
+            raise ProbeBusyError(msg)
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._busy = False
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run in eval mode, then put every module's ``training`` flag back as it was."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
