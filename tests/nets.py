@@ -1,4 +1,4 @@
-"""Tiny CNNs with hand-set or seeded weights, and a snapshot of everything a probe must not change."""
+"""Tiny CNNs with hand-set or seeded weights, and a snapshot of what a probe must not change."""
 
 from __future__ import annotations
 

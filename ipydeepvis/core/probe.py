@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import (
+    DeepVisError,
     InvalidInputError,
     InvalidOptionError,
     ModelForwardError,
@@ -228,7 +229,8 @@ class Probe:
         self._pass = None
 
     def __repr__(self) -> str:
-        return f"Probe({type(self._model).__name__}, {len(self.layers)} layers, device={self._device})"
+        name = type(self._model).__name__
+        return f"Probe({name}, {len(self.layers)} layers, device={self._device})"
 
     # ------------------------------------------------------------------ inputs
 
@@ -400,6 +402,8 @@ class Probe:
                     model(leaf)
             except _StopForward:
                 stopped = True
+            except DeepVisError:
+                raise
             except Exception as exc:
                 msg = (
                     f"the model raised {type(exc).__name__} on an input of shape "

@@ -233,7 +233,8 @@ class RectifierRules(TorchFunctionMode):
         if untouched:
             kinds = sorted({c.op for c in untouched})
             warnings.append(
-                f"{len(untouched)} activation call(s) of kind {', '.join(kinds)} {_UNTOUCHED_NOTE}; "
+                f"{len(untouched)} activation call(s) of kind {', '.join(kinds)} "
+                f"{_UNTOUCHED_NOTE}; "
                 "deconvnet and guided projections through them are not Zeiler & Fergus's"
             )
         if bypassing:

@@ -9,8 +9,10 @@ of all of them come from one recorded forward pass.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from ..errors import InvalidOptionError, PositionOutOfRangeError, UnitOutOfRangeError
@@ -21,7 +23,7 @@ Position = str | tuple[int, ...]
 
 
 def check_units(units: object, channels: int, layer: str) -> list[int]:
-    """Normalise ``units`` (an int or a sequence of ints) to a list, checking the range.
+    """Normalise ``units`` (an int, or a sequence / array of ints) to a list, checking the range.
 
     Raises
     ------
@@ -30,51 +32,47 @@ def check_units(units: object, channels: int, layer: str) -> list[int]:
     InvalidOptionError
         Something that is not an int or a non-empty sequence of ints.
     """
-    if isinstance(units, torch.Tensor):
+    if isinstance(units, (torch.Tensor, np.ndarray)):
         units = units.tolist()
     single = _as_int(units)
+    values: list[int | None] | None = None
     if single is not None:
         values = [single]
     elif isinstance(units, (Sequence, range)) and not isinstance(units, (str, bytes)):
-        values = [_as_int(u) for u in units]  # type: ignore[misc]
-        if not values or any(v is None for v in values):
-            msg = (
-                f"units must be an int or a non-empty sequence of ints, got {units!r} "
-                f"(layer {layer!r} has units 0..{channels - 1})"
-            )
-            raise InvalidOptionError(msg)
-    else:
+        values = [_as_int(u) for u in units]
+    if not values or any(v is None for v in values):
         msg = (
             f"units must be an int or a non-empty sequence of ints, got {units!r} "
             f"(layer {layer!r} has units 0..{channels - 1})"
         )
         raise InvalidOptionError(msg)
-    bad = [v for v in values if not 0 <= v < channels]  # type: ignore[operator]
+    checked = [v for v in values if v is not None]
+    bad = [v for v in checked if not 0 <= v < channels]
     if bad:
         msg = (
             f"unit {bad[0]} is out of range for layer {layer!r}, which has {channels} units: "
             f"valid units are 0..{channels - 1}"
         )
         raise UnitOutOfRangeError(msg)
-    return values  # type: ignore[return-value]
+    return checked
 
 
 def _as_int(value: object) -> int | None:
+    """``value`` as an int if it is an integer (not a bool), else None."""
     if isinstance(value, bool):
         return None
     try:
-        import operator
-
-        return operator.index(value)  # type: ignore[arg-type]
+        return operator.index(value)  # type: ignore[call-overload, no-any-return]
     except TypeError:
         return None
 
 
 def strongest_positions(activation: torch.Tensor, units: Sequence[int]) -> list[tuple[int, ...]]:
     """Index (within the unit's map) of each unit's strongest activation; first one on ties."""
-    maps = activation[list(units)].flatten(1)
-    flat = maps.argmax(dim=1).tolist()
     spatial = tuple(activation.shape[1:])
+    if not spatial:  # a unit of a linear layer is one value
+        return [() for _ in units]
+    flat = activation[list(units)].flatten(1).argmax(dim=1).tolist()
     return [_unravel(i, spatial) for i in flat]
 
 

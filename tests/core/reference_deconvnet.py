@@ -12,7 +12,7 @@ import numpy as np
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int) -> np.ndarray:
-    c_out, c_in, k, _ = w.shape
+    c_out, _c_in, k, _ = w.shape
     xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
     h = xp.shape[1] - k + 1
     wd = xp.shape[2] - k + 1

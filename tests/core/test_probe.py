@@ -1,0 +1,148 @@
+"""Probe behaviour: captured values, layer listing, one forward per (image, weights)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import ipydeepvis as dv
+from tests.nets import ConvReluPool, SharedRelu
+
+
+class Counter:
+    """Counts calls of a module with a hook the probe must leave in place."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.count = 0
+        module.register_forward_pre_hook(self._hook)
+
+    def _hook(self, *_: object) -> None:
+        self.count += 1
+
+
+def test_conv_before_inplace_relu_keeps_negative_values() -> None:
+    model = ConvReluPool(inplace=True, seed=0)
+    x = torch.randn(3, 12, 12)
+    acts = dv.Probe(model).activations(x)
+    expected = F.conv2d(x[None], model[0].weight, model[0].bias, padding=1)
+    torch.testing.assert_close(acts["0"], expected)
+    assert acts["0"].min() < 0  # the in-place ReLU that follows did not overwrite it
+    torch.testing.assert_close(acts["1"], expected.clamp(min=0))
+
+
+def test_activations_are_copies() -> None:
+    model = ConvReluPool(seed=0)
+    probe = dv.Probe(model)
+    x = torch.randn(3, 12, 12)
+    first = probe.activations(x)["0"]
+    first.zero_()
+    assert probe.activations(x)["0"].abs().sum() > 0
+
+
+def test_layer_info_agrees_with_real_tensors() -> None:
+    model = ConvReluPool(pool=(3, 2), seed=0)
+    probe = dv.Probe(model)
+    before = probe.layers
+    assert [layer.name for layer in before] == ["0", "1", "2", "3", "4", "5"]
+    assert before[0].shape is None and before[0].channels == 4
+    x = torch.randn(2, 3, 13, 13)
+    acts = probe.activations(x)
+    layers = probe.layers
+    assert [layer.kind for layer in layers] == ["conv", "relu", "pool", "conv", "relu", "pool"]
+    for layer in layers:
+        assert acts[layer.name].shape == (2, *layer.shape)
+        assert layer.channels == layer.shape[0]
+    assert layers[2].shape == (4, 6, 6)
+
+
+def test_input_shape_fills_in_layers_at_once() -> None:
+    probe = dv.Probe(ConvReluPool(seed=0), input_shape=(3, 16, 16))
+    assert probe.layer("5").shape == (5, 4, 4)
+
+
+def test_reused_module_has_one_layer_per_call() -> None:
+    model = SharedRelu(seed=0)
+    probe = dv.Probe(model, input_shape=(3, 12, 12))
+    names = [layer.name for layer in probe.layers]
+    assert names == ["conv1", "relu:1", "pool1", "conv2", "relu:2", "pool2"]
+    x = torch.randn(3, 12, 12)
+    acts = probe.activations(x)
+    conv1 = F.conv2d(x[None], model.conv1.weight, model.conv1.bias, padding=1)
+    torch.testing.assert_close(acts["relu:1"], conv1.clamp(min=0))
+    assert acts["relu:2"].shape == (1, 5, 6, 6)
+    with pytest.raises(dv.errors.LayerNotFoundError, match=r"'relu' is one module called 2 times"):
+        probe.project(x, "relu", 0)
+    assert probe.layer("conv1:1").name == "conv1"
+
+
+def test_one_forward_serves_every_layer_unit_and_method() -> None:
+    model = ConvReluPool(seed=0)
+    counter = Counter(model)
+    probe = dv.Probe(model)
+    x = torch.randn(3, 12, 12)
+    probe.activations(x)
+    for layer in probe.layers:
+        for method in ["deconvnet", "guided", "gradient"]:
+            for position in ["max", "all"]:
+                probe.project(x, layer.name, [0, 1], method=method, position=position)
+                probe.project(x.clone(), layer.name, 2, method=method, position=position)
+    probe.activations(x, layers=["3"])
+    assert counter.count == 1
+    probe.project(x + 1, "0", 0)  # a new image runs the model again
+    assert counter.count == 2
+    with torch.no_grad():
+        model[0].weight.add_(0.1)  # new weights, too
+    probe.project(x + 1, "0", 0)
+    assert counter.count == 3
+
+
+def test_early_layer_projection_stops_the_forward_there() -> None:
+    model = ConvReluPool(seed=0)
+    probe = dv.Probe(model, input_shape=(3, 12, 12))
+    last = Counter(model[5])
+    first = Counter(model[0])
+    x = torch.randn(3, 12, 12)
+    probe.project(x, "1", [0, 1])
+    probe.project(x, "0", 3, method="gradient")
+    assert (first.count, last.count) == (1, 0)
+    probe.project(x, "5", 0)  # deeper: the whole model runs once more, then all is cached
+    probe.project(x, "2", 0)
+    assert (first.count, last.count) == (2, 1)
+
+
+def test_coverage_reports_replaced_and_untouched_rectifiers() -> None:
+    class Mixed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.relu = nn.ReLU(inplace=True)
+            self.act = nn.ReLU6()
+            self.conv2 = nn.Conv2d(4, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.relu(self.conv(x))
+            x = torch.relu(self.conv2(x))
+            return F.gelu(self.act(x))
+
+    probe = dv.Probe(Mixed())
+    report = probe.coverage(torch.randn(3, 10, 10))
+    assert [(c.site, c.op, c.module_call) for c in report.replaced] == [
+        ("relu", "relu_", True), ("<model>", "relu", False)]
+    assert [(c.site, c.op) for c in report.untouched] == [
+        ("act", "hardtanh (ReLU6)"), ("<model>", "gelu")]
+    assert not report.complete
+    assert "kept its ordinary gradient" in str(report)
+    assert any("gelu" in w and "hardtanh" in w for w in report.warnings)
+
+
+def test_untouched_rectifier_keeps_its_own_gradient() -> None:
+    """Deconvnet through a LeakyReLU is the LeakyReLU's gradient (as the report says)."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.LeakyReLU(0.1), nn.Conv2d(2, 1, 3))
+    x = torch.randn(1, 1, 8, 8)
+    out = dv.Probe(model).project(x, "2", 0, method="deconvnet", position="all")
+    leaf = x.clone().requires_grad_(True)
+    y = model(leaf)
+    (expected,) = torch.autograd.grad(y, leaf, y.detach())
+    torch.testing.assert_close(out, expected)
