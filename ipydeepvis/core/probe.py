@@ -13,7 +13,6 @@ flags are never touched, and all of this holds when a call raises.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -52,8 +51,9 @@ class _StopForward(BaseException):
 class _Pass:
     """One recorded forward pass: inputs, per-layer outputs with their graph, and what it saw."""
 
-    key: tuple[Any, ...]
-    input: torch.Tensor  # the leaf the graph starts from (requires grad), or the plain batch
+    key: tuple[Any, ...]  # weights version (see Probe._weights_version)
+    image: torch.Tensor  # a private copy of the input batch, to recognise it again
+    input: torch.Tensor  # the leaf the graph starts from (requires grad), or the image
     outputs: dict[str, torch.Tensor]  # layer name -> output (N, ...), graph kept if any
     complete: bool
     graph: bool
@@ -104,6 +104,7 @@ class Probe:
         self._busy = False
         self._pass: _Pass | None = None
         self._traced: list[LayerInfo] | None = None
+        self._first_conv_found: tuple[bool, tuple[str, int] | None] | None = None
         if input_shape is not None:
             shape = tuple(int(s) for s in input_shape)
             dtype = self._dtype()
@@ -217,7 +218,7 @@ class Probe:
                 if self._pass is None:
                     msg = "coverage() needs an input: pass x, or give the probe input_shape="
                     raise InvalidInputError(msg)
-                image = self._pass.input.detach()[:1]
+                image = self._pass.image[:1]
             else:
                 image = self._check_input(x, single=True)
             record = self._ensure_pass(image, None)
@@ -309,6 +310,12 @@ class Probe:
 
     def _first_conv(self) -> tuple[str, int] | None:
         """Name and input channels of the first convolution (in call order once traced)."""
+        traced = self._traced is not None
+        if self._first_conv_found is None or self._first_conv_found[0] != traced:
+            self._first_conv_found = (traced, self._find_first_conv())
+        return self._first_conv_found[1]
+
+    def _find_first_conv(self) -> tuple[str, int] | None:
         modules = dict(self._model.named_modules())
         order = [layer.module for layer in self._traced] if self._traced else list(modules)
         for name in order:
@@ -326,21 +333,21 @@ class Probe:
 
     # ------------------------------------------------------------------ the forward pass
 
-    def _key(self, batch: torch.Tensor) -> tuple[Any, ...]:
-        """Identity of (image content, weights): content hash, and each tensor's version."""
-        digest = hashlib.blake2b(
-            batch.detach().to("cpu").contiguous().numpy().tobytes(), digest_size=16
-        ).hexdigest()
-        weights = tuple(
+    def _weights_version(self) -> tuple[tuple[int, int], ...]:
+        """Identity of the weights: where each parameter / buffer lives and its version counter.
+
+        In-place updates (an optimiser step, ``load_state_dict``) bump the version, new
+        tensors change the address, so either starts a new recorded pass.
+        """
+        return tuple(
             (t.data_ptr(), t._version)
             for t in itertools.chain(self._model.parameters(), self._model.buffers())
         )
-        return (tuple(batch.shape), batch.dtype, digest, weights)
 
     def _ensure_pass(self, batch: torch.Tensor, names: list[str] | None) -> _Pass:
-        key = self._key(batch)
+        key = self._weights_version()
         record = self._pass
-        if record is not None and record.key == key:
+        if record is not None and record.key == key and _same_tensor(record.image, batch):
             if record.complete or (names is not None and all(n in record.outputs for n in names)):
                 return record
             names = None  # same image, deeper layer: run the whole model once
@@ -368,7 +375,8 @@ class Probe:
             return name, isinstance(module, (nn.ReLU,))
 
         rules = RectifierRules(self._switch, current_site)
-        leaf = batch.clone().requires_grad_(True) if graph else batch
+        image = batch.clone()
+        leaf = image.detach().requires_grad_(True) if graph else image
 
         def pre_hook(name: str, module: nn.Module) -> Callable[..., None]:
             def hook(_module: nn.Module, _args: Any) -> None:
@@ -423,7 +431,7 @@ class Probe:
         if complete:
             self._traced = layers
         largest = max((t[0].numel() for t in outputs.values()), default=0)
-        return _Pass(key, leaf, outputs, complete, graph, layers,
+        return _Pass(key, image, leaf, outputs, complete, graph, layers,
                      rules.coverage(model) if complete else None, largest)
 
     # ------------------------------------------------------------------ the backward pass
@@ -460,6 +468,11 @@ class Probe:
             yield
         finally:
             self._busy = False
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same shape, dtype and values (cheaper than hashing the content)."""
+    return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
 
 
 @contextmanager
