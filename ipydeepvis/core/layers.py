@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ..errors import LayerNotFoundError, close_matches
@@ -110,8 +111,10 @@ def _declared_channels(module: nn.Module) -> int | None:
 
 
 def is_layer_module(name: str, module: nn.Module) -> bool:
-    """True for modules whose calls are layers (everything but the root and containers)."""
-    return bool(name) and not isinstance(module, _CONTAINERS)
+    """True for modules whose calls are layers: all but the root, containers and TorchScript
+    modules (which take no hooks; :class:`~ipydeepvis.core.rectifiers.RectifierCoverage`
+    reports them)."""
+    return bool(name) and not isinstance(module, (*_CONTAINERS, torch.jit.ScriptModule))
 
 
 def module_layers(model: nn.Module) -> list[LayerInfo]:

@@ -104,7 +104,7 @@ class Probe:
         self._busy = False
         self._pass: _Pass | None = None
         self._traced: list[LayerInfo] | None = None
-        self._first_conv_found: tuple[bool, tuple[str, int] | None] | None = None
+        self._vmap_works = True
         if input_shape is not None:
             shape = tuple(int(s) for s in input_shape)
             dtype = self._dtype()
@@ -293,36 +293,11 @@ class Probe:
         if x.shape[0] == 0:
             msg = f"x has shape {tuple(x.shape)}: the batch is empty"
             raise InvalidInputError(msg)
-        first_conv = self._first_conv()
-        if first_conv is not None:
-            conv_name, expected = first_conv
-            if x.shape[1] != expected:
-                msg = (
-                    f"x has {x.shape[1]} channel(s) (shape {tuple(x.shape)}) but the model's "
-                    f"first convolution {conv_name!r} expects {expected}"
-                )
-                raise InvalidInputError(msg)
         if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).sum())
             msg = f"x contains {bad} NaN or infinite value(s); the image must be finite"
             raise InvalidInputError(msg)
         return x.detach().to(self._device, self._dtype())
-
-    def _first_conv(self) -> tuple[str, int] | None:
-        """Name and input channels of the first convolution (in call order once traced)."""
-        traced = self._traced is not None
-        if self._first_conv_found is None or self._first_conv_found[0] != traced:
-            self._first_conv_found = (traced, self._find_first_conv())
-        return self._first_conv_found[1]
-
-    def _find_first_conv(self) -> tuple[str, int] | None:
-        modules = dict(self._model.named_modules())
-        order = [layer.module for layer in self._traced] if self._traced else list(modules)
-        for name in order:
-            module = modules.get(name)
-            if isinstance(module, nn.modules.conv._ConvNd):
-                return name, module.in_channels
-        return None
 
     def _resolve_many(self, layers: str | Sequence[str], batch: torch.Tensor) -> list[str]:
         names = [layers] if isinstance(layers, str) else list(layers)
@@ -413,6 +388,7 @@ class Probe:
             except DeepVisError:
                 raise
             except Exception as exc:
+                _raise_if_wrong_channels(exc, batch, stack, raw)
                 msg = (
                     f"the model raised {type(exc).__name__} on an input of shape "
                     f"{tuple(batch.shape)}: {exc}"
@@ -445,13 +421,19 @@ class Probe:
             return grad
 
         chunk = max(1, min(_MAX_CHUNK, _BATCH_VALUES_BUDGET // max(1, record.largest_map)))
+        if not self._vmap_works:
+            chunk = 1
         parts = []
         for start in range(0, seeds.shape[0], chunk):
             block = seeds[start:start + chunk].unsqueeze(1)  # (U, 1, C, ...)
-            if block.shape[0] == 1:
-                parts.append(one(block[0]))
-            else:
-                parts.append(torch.func.vmap(one)(block).squeeze(1))
+            if block.shape[0] > 1:
+                try:
+                    parts.append(torch.func.vmap(one)(block).squeeze(1))
+                    continue
+                except RuntimeError:
+                    # some backward op of this model has no batching rule: go one by one
+                    self._vmap_works = False
+            parts.extend(one(seed) for seed in block)
         return torch.cat([p.reshape(-1, *leaf.shape[1:]) for p in parts])
 
     @contextmanager
@@ -468,6 +450,21 @@ class Probe:
             yield
         finally:
             self._busy = False
+
+
+def _raise_if_wrong_channels(exc: Exception, batch: torch.Tensor,
+                             stack: list[tuple[str, nn.Module]], raw: list[Any]) -> None:
+    """Say it plainly when the model failed because the first convolution got the wrong
+    number of channels (the user's input, not the model, is at fault)."""
+    if not stack or any(isinstance(entry[1], nn.modules.conv._ConvNd) for entry in raw):
+        return
+    name, module = stack[-1]
+    if isinstance(module, nn.modules.conv._ConvNd) and module.in_channels != batch.shape[1]:
+        msg = (
+            f"x has {batch.shape[1]} channel(s) (shape {tuple(batch.shape)}) but the model's "
+            f"first convolution {name!r} expects {module.in_channels}"
+        )
+        raise InvalidInputError(msg) from exc
 
 
 def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:

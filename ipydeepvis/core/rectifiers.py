@@ -224,10 +224,15 @@ class RectifierRules(TorchFunctionMode):
         """Summarise the calls recorded so far into a :class:`RectifierCoverage`."""
         replaced = tuple(c for c in self.calls if c.replaced)
         untouched = tuple(c for c in self.calls if not c.replaced)
-        bypassing = tuple(
+        scripted = [
             name
             for name, module in model.named_modules()
             if isinstance(module, torch.jit.ScriptModule)
+        ]
+        bypassing = tuple(  # the outermost ones only
+            name for name in scripted
+            if not any(name.startswith(f"{outer}.") or (not outer and name) for outer in scripted
+                       if outer != name)
         )
         warnings: list[str] = []
         if untouched:

@@ -146,3 +146,13 @@ def test_untouched_rectifier_keeps_its_own_gradient() -> None:
     y = model(leaf)
     (expected,) = torch.autograd.grad(y, leaf, y.detach())
     torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_coverage_warns_about_torchscript_modules() -> None:
+    inner = torch.jit.script(nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU()))
+    model = nn.Sequential(inner, nn.Conv2d(2, 2, 3))
+    report = dv.Probe(model).coverage(torch.randn(3, 9, 9))
+    assert report.bypassing_modules == ("0",)
+    assert not report.complete
+    assert any("TorchScript module(s) '0'" in w for w in report.warnings)
