@@ -1,9 +1,12 @@
 """ipydeepvis: Jupyter widgets that open up a trained PyTorch CNN.
 
-The core (:class:`Probe`, projections) is importable without any widget library.
+The core (:class:`Probe`, projections) imports no widget library; the widgets
+(:class:`DeepVis`) are loaded on first use.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from . import errors
 from .core import LayerInfo, Probe, RectifierCoverage
@@ -12,6 +15,7 @@ from .errors import DeepVisError
 __version__ = "0.1.0"
 
 __all__ = [
+    "DeepVis",
     "DeepVisError",
     "LayerInfo",
     "Probe",
@@ -19,3 +23,16 @@ __all__ = [
     "__version__",
     "errors",
 ]
+
+_LAZY = {"DeepVis": ("ipydeepvis.widgets", "DeepVis")}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the widget layer only when it is asked for (the core works without it)."""
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
+    msg = f"module 'ipydeepvis' has no attribute {name!r}"
+    raise AttributeError(msg)

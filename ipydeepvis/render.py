@@ -12,32 +12,28 @@ value policy, so a picture means the same thing wherever it is shown:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, InvalidOptionError
 
-__all__ = ["activation_grid", "projection_to_uint8", "tile_grid"]
-
-
-def projection_to_uint8(projection: torch.Tensor) -> npt.NDArray[np.uint8]:
-    """A projection ``(C, H, W)`` as an ``(H, W, 3)`` picture, zero at grey 128.
-
-    Values are divided by the largest magnitude (of all channels), so the sign and the relative
-    size of every pixel are kept; a one-channel projection is shown in grey.
-    """
-    if projection.dim() != 3:
-        msg = f"projection must be (C, H, W), got shape {tuple(projection.shape)}"
-        raise InvalidInputError(msg)
-    x = projection.detach().to("cpu", torch.float64)
-    scale = float(x.abs().max())
-    scaled = x / scale if scale > 0 else torch.zeros_like(x)
-    image = (scaled * 127.5 + 127.5).round().clamp(0, 255).to(torch.uint8)
-    if image.shape[0] == 1:
-        image = image.expand(3, -1, -1)
-    return image[:3].permute(1, 2, 0).contiguous().numpy()
+__all__ = [
+    "DISPLAY_MODES",
+    "GridLayout",
+    "activation_grid",
+    "activation_grid_rgba",
+    "gaussian_blur",
+    "grid_layout",
+    "image_to_uint8",
+    "projection_picture",
+    "resize_nearest",
+    "tile_grid",
+    "to_rgba",
+    "unit_map_rgba",
+]
 
 
 def tile_grid(tiles: npt.NDArray[np.uint8], columns: int | None = None, pad: int = 1,
@@ -73,3 +69,162 @@ def activation_grid(activation: torch.Tensor, columns: int | None = None,
     scaled = a / top if top > 0 else a
     tiles = (scaled * 255).round().to(torch.uint8).numpy()
     return tile_grid(tiles, columns, pad)
+
+
+# ---------------------------------------------------------------------- dashboard frames
+
+DISPLAY_MODES: tuple[str, ...] = ("raw", "gray", "norm", "blurred norm")
+
+
+def projection_picture(projection: torch.Tensor, mode: str = "raw",
+                       contrast: float = 1.0) -> npt.NDArray[np.uint8]:
+    """A projection ``(C, H, W)`` in one of the deepvis toolbox's display modes, ``(H, W, 3)``.
+
+    ``"raw"``: the signed signal, zero at grey, each colour channel as is. ``"gray"``: the mean
+    over channels, signed, zero at grey. ``"norm"``: the per-pixel L2 norm over channels, zero
+    at black. ``"blurred norm"``: that norm smoothed by a Gaussian (sigma = 1 % of the image
+    size, at least 1 px). ``contrast`` multiplies the signal before clipping (1 = the largest
+    magnitude just reaches the end of the scale).
+    """
+    if mode not in DISPLAY_MODES:
+        msg = f"mode must be one of {', '.join(map(repr, DISPLAY_MODES))}, got {mode!r}"
+        raise InvalidOptionError(msg)
+    if projection.dim() != 3:
+        msg = f"projection must be (C, H, W), got shape {tuple(projection.shape)}"
+        raise InvalidInputError(msg)
+    x = projection.detach().to("cpu", torch.float64)
+    if mode in ("raw", "gray"):
+        signal = x if mode == "raw" else x.mean(0, keepdim=True)
+        scale = float(signal.abs().max())
+        scaled = signal * (contrast / scale) if scale > 0 else torch.zeros_like(signal)
+        values = scaled * 127.5 + 127.5
+    else:
+        signal = x.pow(2).sum(0, keepdim=True).sqrt()
+        if mode == "blurred norm":
+            signal = gaussian_blur(signal, max(1.0, 0.01 * max(signal.shape[1:])))
+        scale = float(signal.max())
+        values = signal * (contrast * 255 / scale) if scale > 0 else torch.zeros_like(signal)
+    image = values.round().clamp(0, 255).to(torch.uint8)
+    if image.shape[0] == 1:
+        image = image.expand(3, -1, -1)
+    return image[:3].permute(1, 2, 0).contiguous().numpy()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur every channel of ``(C, H, W)`` with a Gaussian of ``sigma`` pixels (reflect pad)."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = x.shape[0]
+    y = x[None]
+    pad = min(radius, x.shape[1] - 1, x.shape[2] - 1)
+    if pad < radius:  # tiny images: reflect as far as possible, zero beyond
+        y = torch.nn.functional.pad(y, (radius - pad,) * 4)
+    y = torch.nn.functional.pad(y, (pad,) * 4, mode="reflect") if pad > 0 else y
+    y = torch.nn.functional.conv2d(y, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    y = torch.nn.functional.conv2d(y, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return y[0]
+
+
+def resize_nearest(image: npt.NDArray[np.uint8], height: int, width: int) -> npt.NDArray[np.uint8]:
+    """Nearest-neighbour resize of ``(h, w, ...)``: every output pixel copies one input pixel
+    (``floor(i * h / height)``), so maps stay crisp and values exact."""
+    rows = (np.arange(height) * image.shape[0]) // height
+    cols = (np.arange(width) * image.shape[1]) // width
+    return image[rows][:, cols]
+
+
+def to_rgba(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """``(H, W)`` grey or ``(H, W, 3)`` colour as opaque ``(H, W, 4)`` RGBA (what canvases take
+    losslessly)."""
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    alpha = np.full((*image.shape[:2], 1), 255, dtype=np.uint8)
+    return np.concatenate([image[:, :, :3], alpha], axis=2)
+
+
+def image_to_uint8(image: torch.Tensor) -> npt.NDArray[np.uint8]:
+    """An input image ``(C, H, W)`` in 0..1 as ``(H, W, 3)`` uint8 (one channel shown as grey)."""
+    x = image.detach().to("cpu", torch.float64).clamp(0, 1)
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    return (x[:3] * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Where each unit's tile sits in an activation grid: tile ``k`` is at
+    ``(k // columns * (tile + pad), k % columns * (tile + pad))``."""
+
+    count: int
+    columns: int
+    tile: int
+    pad: int
+
+    @property
+    def rows(self) -> int:
+        return max(1, math.ceil(self.count / self.columns))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)`` of the grid in pixels."""
+        step = self.tile + self.pad
+        return self.rows * step - self.pad, self.columns * step - self.pad
+
+    def origin(self, unit: int) -> tuple[int, int]:
+        """Top-left pixel ``(y, x)`` of a unit's tile."""
+        step = self.tile + self.pad
+        return (unit // self.columns) * step, (unit % self.columns) * step
+
+    def unit_at(self, x: float, y: float) -> int | None:
+        """The unit whose tile holds pixel ``(x, y)``, None on padding or outside the grid."""
+        step = self.tile + self.pad
+        col, row = int(x // step), int(y // step)
+        if x < 0 or y < 0 or col >= self.columns or x - col * step >= self.tile:
+            return None
+        if y - row * step >= self.tile:
+            return None
+        unit = row * self.columns + col
+        return unit if unit < self.count else None
+
+
+def grid_layout(count: int, width: int, pad: int = 1, max_tile: int = 64) -> GridLayout:
+    """Tiles as large as fit ``width`` pixels in a near-square grid (at least 4 px each)."""
+    columns = max(1, math.ceil(math.sqrt(count)))
+    tile = max(4, min(max_tile, (width + pad) // columns - pad))
+    columns = max(1, min(count, (width + pad) // (tile + pad)))
+    return GridLayout(count, columns, tile, pad)
+
+
+def activation_grid_rgba(maps: torch.Tensor, layout: GridLayout,
+                         background: int = 40) -> npt.NDArray[np.uint8]:
+    """Every unit's map ``(C, h, w)`` (or ``(C,)`` single values) as one RGBA grid picture.
+
+    Zero is black, the layer's largest activation white; each map is resized to the tile size
+    with nearest-neighbour sampling.
+    """
+    a = maps.detach().to("cpu", torch.float64)
+    if a.dim() == 1:
+        a = a[:, None, None]
+    a = a.clamp(min=0)
+    top = float(a.max())
+    scaled = (a / top if top > 0 else a) * 255
+    small = scaled.round().to(torch.uint8).numpy()
+    tiles = np.stack([resize_nearest(m, layout.tile, layout.tile) for m in small])
+    height, width = layout.size
+    grid = np.full((height, width), background, dtype=np.uint8)
+    for unit in range(layout.count):
+        y, x = layout.origin(unit)
+        grid[y:y + layout.tile, x:x + layout.tile] = tiles[unit]
+    return to_rgba(grid)
+
+
+def unit_map_rgba(unit_map: torch.Tensor, size: int, top: float) -> npt.NDArray[np.uint8]:
+    """One unit's map ``(h, w)`` enlarged to ``size`` px, 0 black, ``top`` white (RGBA)."""
+    a = unit_map.detach().to("cpu", torch.float64)
+    if a.dim() == 0:
+        a = a[None, None]
+    scaled = (a.clamp(min=0) / top if top > 0 else a.clamp(min=0)) * 255
+    small = scaled.round().clamp(0, 255).to(torch.uint8).numpy()
+    return to_rgba(resize_nearest(small, size, size))

@@ -14,12 +14,12 @@ def test_projection_zero_is_grey_and_extremes_are_black_and_white() -> None:
     p[0, 0, 0] = 4.0
     p[1, 1, 1] = -4.0
     p[2, 0, 1] = 2.0
-    img = render.projection_to_uint8(p)
+    img = render.projection_picture(p)
     assert img.shape == (2, 2, 3) and img.dtype == np.uint8
     assert img[0, 0].tolist() == [255, 128, 128]
     assert img[1, 1].tolist() == [128, 0, 128]
     assert img[0, 1].tolist() == [128, 128, 191]  # 0.5 * 127.5 + 127.5 = 191.25
-    assert render.projection_to_uint8(torch.zeros(1, 3, 3)).tolist() == [[[128] * 3] * 3] * 3
+    assert render.projection_picture(torch.zeros(1, 3, 3)).tolist() == [[[128] * 3] * 3] * 3
 
 
 def test_tile_grid_places_tile_k_at_row_k_div_columns() -> None:
@@ -39,6 +39,6 @@ def test_activation_grid_scales_by_the_layer_max() -> None:
 
 def test_bad_shapes() -> None:
     with pytest.raises(errors.InvalidInputError, match=r"must be \(C, H, W\), got shape \(2, 2\)"):
-        render.projection_to_uint8(torch.zeros(2, 2))
+        render.projection_picture(torch.zeros(2, 2))
     with pytest.raises(errors.InvalidInputError, match=r"\(C, h, w\), got \(4,\)"):
         render.activation_grid(torch.zeros(4))

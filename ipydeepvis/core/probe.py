@@ -60,6 +60,7 @@ class _Pass:
     layers: list[LayerInfo] = field(default_factory=list)
     coverage: RectifierCoverage | None = None
     largest_map: int = 0
+    result: Any = None  # the model's return value (complete passes only)
 
 
 class Probe:
@@ -206,6 +207,23 @@ class Probe:
             with self._switch.use(method):
                 result = self._backward(record, output, seeds)
             return result.to("cpu", torch.float32)
+
+    def output(self, x: Any) -> torch.Tensor:
+        """The model's output for ``x`` (e.g. class logits ``(N, K)``), as a detached CPU copy.
+
+        Served from the recorded pass like everything else: asking for it after
+        :meth:`activations` or :meth:`project` on the same image does not run the model again.
+        """
+        with self._guard():
+            batch = self._check_input(x, single=False)
+            record = self._ensure_pass(batch, None)
+            if not isinstance(record.result, torch.Tensor):
+                msg = (
+                    f"the model returned {type(record.result).__name__}, not a tensor; "
+                    "read a layer with activations() instead"
+                )
+                raise UnsupportedModelError(msg)
+            return record.result.detach().to("cpu", copy=True)
 
     def coverage(self, x: Any | None = None) -> RectifierCoverage:
         """Which rectifiers the projection rules replace in this model, and which they do not.
@@ -375,6 +393,7 @@ class Probe:
             return hook
 
         stopped = False
+        result = None
         with ExitStack() as hooks, _eval_mode(model):
             for name, module in modules:
                 hooks.enter_context(module.register_forward_pre_hook(pre_hook(name, module)))
@@ -382,7 +401,7 @@ class Probe:
             grad_mode = torch.enable_grad() if graph else torch.no_grad()
             try:
                 with grad_mode, rules:
-                    model(leaf)
+                    result = model(leaf)
             except _StopForward:
                 stopped = True
             except DeepVisError:
@@ -408,7 +427,7 @@ class Probe:
             self._traced = layers
         largest = max((t[0].numel() for t in outputs.values()), default=0)
         return _Pass(key, image, leaf, outputs, complete, graph, layers,
-                     rules.coverage(model) if complete else None, largest)
+                     rules.coverage(model) if complete else None, largest, result)
 
     # ------------------------------------------------------------------ the backward pass
 

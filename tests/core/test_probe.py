@@ -156,3 +156,15 @@ def test_coverage_warns_about_torchscript_modules() -> None:
     assert report.bypassing_modules == ("0",)
     assert not report.complete
     assert any("TorchScript module(s) '0'" in w for w in report.warnings)
+
+
+def test_output_is_the_model_output_from_the_same_pass() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(inplace=True), nn.Flatten(),
+                          nn.Linear(2 * 6 * 6, 4))
+    counter = Counter(model)
+    probe = dv.Probe(model)
+    x = torch.randn(3, 8, 8)
+    probe.project(x, "3", 1)
+    logits = probe.output(x)
+    torch.testing.assert_close(logits, model(x[None]).detach())
+    assert counter.count == 2  # the probe's single pass, plus the reference call just above

@@ -1,0 +1,8 @@
+"""Thin views over the core: traitlets state, layout, event wiring; no model math here."""
+
+from __future__ import annotations
+
+from .dashboard import DeepVis
+from .tiles import TileCanvas
+
+__all__ = ["DeepVis", "TileCanvas"]

@@ -1,0 +1,83 @@
+"""A canvas that shows one RGBA frame, an overlay for highlights, and reports clicks.
+
+The canvas is a sink: a frame is built in NumPy, sent with one ``put_image_data`` (RGBA, so
+ipycanvas sends lossless PNG rather than JPEG), and kept in Python so it can be sent again to
+every new view (``on_client_ready``: Voila, a re-opened notebook). A highlight lives on its own
+layer, so moving it never re-sends the picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ipywidgets as widgets
+import numpy as np
+import numpy.typing as npt
+from ipycanvas import MultiCanvas
+
+__all__ = ["TileCanvas"]
+
+
+class TileCanvas(MultiCanvas):
+    """Two layers: 0 shows the frame, 1 the highlight rectangle.
+
+    Parameters
+    ----------
+    width, height : int
+        Initial size in pixels (the canvas takes each frame's size).
+    css_class : str
+        Added to the widget, so tests and styles can find it.
+    """
+
+    def __init__(self, width: int, height: int, css_class: str = "") -> None:
+        super().__init__(2, width=width, height=height,
+                         layout=widgets.Layout(width=f"{width}px", height=f"{height}px"))
+        if css_class:
+            self.add_class(css_class)
+        self.frame: npt.NDArray[np.uint8] | None = None
+        self.highlight_box: tuple[int, int, int, int] | None = None
+        self.highlight_color = "#ffcc00"
+        self.sent_frames = 0
+        self[0].on_client_ready(self._redraw_frame)
+        self[1].on_client_ready(self._redraw_highlight)
+
+    def show(self, rgba: npt.NDArray[np.uint8]) -> None:
+        """Display ``rgba`` ``(H, W, 4)`` uint8, resizing the canvas to fit it."""
+        if rgba.ndim != 3 or rgba.shape[2] != 4 or rgba.dtype != np.uint8:
+            msg = f"frames are (H, W, 4) uint8 RGBA, got {rgba.shape} {rgba.dtype}"
+            raise ValueError(msg)
+        height, width = rgba.shape[:2]
+        if (self.width, self.height) != (width, height):
+            with self.hold_sync():
+                self.width, self.height = width, height
+                self.layout.width, self.layout.height = f"{width}px", f"{height}px"
+        self.frame = np.ascontiguousarray(rgba)
+        self._redraw_frame()
+        self._redraw_highlight()
+
+    def highlight(self, box: tuple[int, int, int, int] | None) -> None:
+        """Outline ``(x, y, width, height)`` on the overlay, or clear it with None."""
+        self.highlight_box = box
+        self._redraw_highlight()
+
+    def on_click(self, callback: Callable[[float, float], None]) -> None:
+        """Call ``callback(x, y)`` (canvas pixels) on every mouse press."""
+        self.on_mouse_down(callback)
+
+    def _redraw_frame(self) -> None:
+        if self.frame is not None:
+            self[0].put_image_data(self.frame, 0, 0)
+            self.sent_frames += 1
+
+    def _redraw_highlight(self) -> None:
+        overlay = self[1]
+        overlay.clear()
+        if self.highlight_box is not None:
+            x, y, w, h = self.highlight_box
+            overlay.stroke_style = self.highlight_color
+            overlay.line_width = 2
+            overlay.stroke_rect(x - 1, y - 1, w + 2, h + 2)
+
+    def __repr__(self) -> str:
+        shape = None if self.frame is None else self.frame.shape
+        return f"TileCanvas(frame={shape}, highlight={self.highlight_box})"
