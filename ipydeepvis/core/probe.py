@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -56,8 +56,6 @@ class _Pass:
     input: torch.Tensor  # the leaf the graph starts from (requires grad), or the image
     outputs: dict[str, torch.Tensor]  # layer name -> output (N, ...), graph kept if any
     complete: bool
-    graph: bool
-    layers: list[LayerInfo] = field(default_factory=list)
     coverage: RectifierCoverage | None = None
     largest_map: int = 0
     result: Any = None  # the model's return value (complete passes only)
@@ -426,7 +424,7 @@ class Probe:
         if complete:
             self._traced = layers
         largest = max((t[0].numel() for t in outputs.values()), default=0)
-        return _Pass(key, image, leaf, outputs, complete, graph, layers,
+        return _Pass(key, image, leaf, outputs, complete,
                      rules.coverage(model) if complete else None, largest, result)
 
     # ------------------------------------------------------------------ the backward pass
