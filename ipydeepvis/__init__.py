@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import errors
-from .core import LayerInfo, Probe, RectifierCoverage
+from .core import LayerInfo, Probe, RectifierCoverage, TopK, top_k
 from .errors import DeepVisError
 
 __version__ = "0.1.0"
@@ -20,8 +20,10 @@ __all__ = [
     "LayerInfo",
     "Probe",
     "RectifierCoverage",
+    "TopK",
     "__version__",
     "errors",
+    "top_k",
 ]
 
 _LAZY = {"DeepVis": ("ipydeepvis.widgets", "DeepVis")}

@@ -8,5 +8,6 @@ from __future__ import annotations
 from .layers import LayerInfo
 from .probe import Probe
 from .rectifiers import METHODS, RectifierCall, RectifierCoverage
+from .topk import TopK, top_k
 
-__all__ = ["METHODS", "LayerInfo", "Probe", "RectifierCall", "RectifierCoverage"]
+__all__ = ["METHODS", "LayerInfo", "Probe", "RectifierCall", "RectifierCoverage", "TopK", "top_k"]

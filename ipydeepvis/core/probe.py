@@ -381,8 +381,11 @@ class Probe:
                 calls[name] = calls.get(name, 0) + 1
                 if not isinstance(output, torch.Tensor):
                     return None
+                site = f"{name}:{calls[name]}" if name in reused else name
+                if not graph and wanted is not None and site not in wanted:
+                    return None  # batch scans keep only the layers asked for
                 raw.append((name, module, calls[name], output if graph else output.clone()))
-                seen.add(f"{name}:{calls[name]}" if name in reused else name)
+                seen.add(site)
                 if wanted is not None and wanted <= seen:
                     raise _StopForward
                 # The next op may be in place (ReLU(inplace=True), out += identity): it gets
@@ -420,7 +423,7 @@ class Probe:
                                 tuple(tensor.shape[1:]))
             outputs[info.name] = tensor
             layers.append(info)
-        complete = not stopped
+        complete = not stopped and (graph or wanted is None)
         if complete:
             self._traced = layers
         largest = max((t[0].numel() for t in outputs.values()), default=0)

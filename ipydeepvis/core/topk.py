@@ -1,0 +1,176 @@
+"""The images a unit likes best: a streaming top-k scan over a data set (Zeiler & Fergus Fig. 2).
+
+For every unit of one layer the scan keeps the ``k`` images with the strongest activation (each
+image counted once, at its strongest position), running through the data in batches with the
+forward pass stopped at that layer. Memory stays ``O(units * k)`` whatever the data set size, so
+the same code serves a few hundred probe images and a large data set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import InvalidInputError, InvalidOptionError
+from .probe import Probe
+
+__all__ = ["TopK", "top_k"]
+
+
+@dataclass(frozen=True)
+class TopK:
+    """The ``k`` strongest images of every unit of one layer, strongest first.
+
+    Attributes
+    ----------
+    layer : str
+        The layer scanned.
+    values : Tensor
+        ``(units, k)`` activation values (``-inf`` where fewer than ``k`` images were seen).
+    indices : Tensor
+        ``(units, k)`` int64 indices of the images in the data set (``-1`` where none).
+    positions : Tensor
+        ``(units, k, 2)`` int64 ``(row, column)`` of each image's strongest activation
+        (``(units, k, 0)`` for layers without a spatial map).
+    seen : int
+        Number of images scanned (less than the data set when the scan was stopped).
+    """
+
+    layer: str
+    values: torch.Tensor
+    indices: torch.Tensor
+    positions: torch.Tensor
+    seen: int
+
+    @property
+    def k(self) -> int:
+        return int(self.values.shape[1])
+
+    def dead_fraction(self) -> float:
+        """Fraction of units that never exceeded zero on any image scanned."""
+        return float((self.values[:, 0] <= 0).float().mean())
+
+
+def _batches(data: Any, batch_size: int, limit: int | None) -> Iterator[torch.Tensor]:
+    """Image batches ``(B, C, H, W)`` from a tensor, a sequence or a data set of images or
+    ``(image, label)`` pairs."""
+    stop = _count(data, limit)
+    if isinstance(data, torch.Tensor):
+        for start in range(0, stop, batch_size):
+            yield data[start:min(start + batch_size, stop)]
+        return
+    for start in range(0, stop, batch_size):
+        items = [data[i] for i in range(start, min(start + batch_size, stop))]
+        images = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
+        yield torch.stack(images)
+
+
+def _count(data: Any, limit: int | None) -> int:
+    """Number of images to scan."""
+    try:
+        total = data.shape[0] if isinstance(data, torch.Tensor) else len(data)
+    except TypeError as exc:
+        msg = (f"dataset must be a tensor (N, C, H, W), a sequence or a torch Dataset, got "
+               f"{type(data).__name__}")
+        raise InvalidInputError(msg) from exc
+    return total if limit is None else min(limit, total)
+
+
+def top_k(
+    probe: Probe,
+    dataset: Any,
+    layer: str,
+    k: int = 9,
+    *,
+    batch_size: int = 64,
+    limit: int | None = None,
+    progress: bool = False,
+    callback: Callable[[int, int], bool | None] | None = None,
+) -> TopK:
+    """Scan ``dataset`` and keep, for every unit of ``layer``, its ``k`` strongest images.
+
+    Parameters
+    ----------
+    probe : Probe
+        The model to scan.
+    dataset : Tensor, sequence or Dataset
+        Images ``(C, H, W)`` (or ``(image, label)`` pairs), preprocessed for the model.
+    layer : str
+        Layer name (see ``probe.layers``).
+    k : int
+        Images kept per unit.
+    batch_size : int
+        Images per forward pass.
+    limit : int, optional
+        Scan only the first ``limit`` images (a probe set).
+    progress : bool
+        Show a tqdm progress bar (``tqdm.auto``: a widget in notebooks).
+    callback : callable, optional
+        ``callback(done, total)`` after every batch; returning False stops the scan early
+        (the result then has ``seen < total``).
+
+    Returns
+    -------
+    TopK
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        msg = f"k must be a positive int, got {k!r}"
+        raise InvalidOptionError(msg)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        msg = f"batch_size must be a positive int, got {batch_size!r}"
+        raise InvalidOptionError(msg)
+    total = _count(dataset, limit)
+    if total == 0:
+        msg = "the data set is empty: nothing to scan"
+        raise InvalidInputError(msg)
+    name = probe.layer(layer).name
+    values = indices = positions = None
+    seen = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=f"top-{k} {name}", unit="img")
+    try:
+        for batch in _batches(dataset, batch_size, limit):
+            acts = probe.activations(batch, [name])[name]
+            spatial = acts.shape[2:]
+            flat = acts.flatten(2) if spatial else acts[:, :, None]
+            best, where = flat.max(dim=2)  # (B, C): each image once, at its strongest place
+            batch_index = torch.arange(seen, seen + acts.shape[0]).expand(acts.shape[1], -1)
+            cand_values = best.T  # (C, B)
+            cand_where = where.T
+            if values is not None:
+                cand_values = torch.cat([values, cand_values], dim=1)
+                batch_index = torch.cat([indices, batch_index], dim=1)
+                cand_where = torch.cat([positions, cand_where], dim=1)
+            order = cand_values.argsort(dim=1, descending=True, stable=True)[:, :k]
+            values = cand_values.gather(1, order)
+            indices = batch_index.gather(1, order)
+            positions = cand_where.gather(1, order)
+            seen += acts.shape[0]
+            if bar is not None:
+                bar.update(acts.shape[0])
+            if callback is not None and callback(seen, total) is False:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    assert values is not None and indices is not None and positions is not None
+    units = values.shape[0]
+    if values.shape[1] < k:  # fewer images than k
+        pad = k - values.shape[1]
+        values = torch.cat([values, torch.full((units, pad), float("-inf"))], dim=1)
+        indices = torch.cat([indices, torch.full((units, pad), -1)], dim=1)
+        positions = torch.cat([positions, torch.zeros((units, pad), dtype=torch.long)], dim=1)
+    shape = probe.layer(name).shape or ()
+    if len(shape) >= 2:
+        width = shape[-1]
+        coords = torch.stack([positions // width, positions % width], dim=2)
+    else:
+        coords = torch.zeros((units, k, 0), dtype=torch.long)
+    coords = torch.where(indices[:, :, None] >= 0, coords, torch.zeros_like(coords))
+    return TopK(name, values, indices.long(), coords.long(), seen)
