@@ -8,7 +8,7 @@ the same code serves a few hundred probe images and a large data set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ import torch
 from ..errors import InvalidInputError, InvalidOptionError
 from .probe import Probe
 
-__all__ = ["TopK", "top_k"]
+__all__ = ["TopK", "top_k", "top_k_many"]
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,23 @@ def top_k(
     -------
     TopK
     """
+    (result,) = top_k_many(probe, dataset, [layer], k, batch_size=batch_size, limit=limit,
+                           progress=progress, callback=callback).values()
+    return result
+
+
+def top_k_many(
+    probe: Probe,
+    dataset: Any,
+    layers: Sequence[str],
+    k: int = 9,
+    *,
+    batch_size: int = 64,
+    limit: int | None = None,
+    progress: bool = False,
+    callback: Callable[[int, int], bool | None] | None = None,
+) -> dict[str, TopK]:
+    """:func:`top_k` for several layers in one pass over the data (one forward per batch)."""
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         msg = f"k must be a positive int, got {k!r}"
         raise InvalidOptionError(msg)
@@ -126,51 +143,64 @@ def top_k(
     if total == 0:
         msg = "the data set is empty: nothing to scan"
         raise InvalidInputError(msg)
-    name = probe.layer(layer).name
-    values = indices = positions = None
+    names = [probe.layer(layer).name for layer in layers]
+    running = {name: _Running(k) for name in names}
     seen = 0
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc=f"top-{k} {name}", unit="img")
+        bar = tqdm(total=total, desc=f"top-{k} {', '.join(names)}", unit="img")
     try:
         for batch in _batches(dataset, batch_size, limit):
-            acts = probe.activations(batch, [name])[name]
-            spatial = acts.shape[2:]
-            flat = acts.flatten(2) if spatial else acts[:, :, None]
-            best, where = flat.max(dim=2)  # (B, C): each image once, at its strongest place
-            batch_index = torch.arange(seen, seen + acts.shape[0]).expand(acts.shape[1], -1)
-            cand_values = best.T  # (C, B)
-            cand_where = where.T
-            if values is not None:
-                cand_values = torch.cat([values, cand_values], dim=1)
-                batch_index = torch.cat([indices, batch_index], dim=1)
-                cand_where = torch.cat([positions, cand_where], dim=1)
-            order = cand_values.argsort(dim=1, descending=True, stable=True)[:, :k]
-            values = cand_values.gather(1, order)
-            indices = batch_index.gather(1, order)
-            positions = cand_where.gather(1, order)
-            seen += acts.shape[0]
+            acts = probe.activations(batch, names)
+            for name in names:
+                running[name].update(acts[name], seen)
+            seen += batch.shape[0]
             if bar is not None:
-                bar.update(acts.shape[0])
+                bar.update(batch.shape[0])
             if callback is not None and callback(seen, total) is False:
                 break
     finally:
         if bar is not None:
             bar.close()
-    assert values is not None and indices is not None and positions is not None
-    units = values.shape[0]
-    if values.shape[1] < k:  # fewer images than k
-        pad = k - values.shape[1]
-        values = torch.cat([values, torch.full((units, pad), float("-inf"))], dim=1)
-        indices = torch.cat([indices, torch.full((units, pad), -1)], dim=1)
-        positions = torch.cat([positions, torch.zeros((units, pad), dtype=torch.long)], dim=1)
-    shape = probe.layer(name).shape or ()
-    if len(shape) >= 2:
-        width = shape[-1]
-        coords = torch.stack([positions // width, positions % width], dim=2)
-    else:
-        coords = torch.zeros((units, k, 0), dtype=torch.long)
-    coords = torch.where(indices[:, :, None] >= 0, coords, torch.zeros_like(coords))
-    return TopK(name, values, indices.long(), coords.long(), seen)
+    return {name: running[name].result(name, probe.layer(name).shape or (), seen)
+            for name in names}
+
+
+class _Running:
+    """Per-unit running top-k of (value, image index, flat position); each image once."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.values: torch.Tensor | None = None
+        self.indices = torch.zeros(0, dtype=torch.long)
+        self.where = torch.zeros(0, dtype=torch.long)
+
+    def update(self, acts: torch.Tensor, offset: int) -> None:
+        flat = acts.flatten(2) if acts.dim() > 2 else acts[:, :, None]
+        best, where = flat.max(dim=2)  # (B, C): each image at its strongest place
+        values, where = best.T, where.T  # (C, B)
+        indices = torch.arange(offset, offset + acts.shape[0]).expand(acts.shape[1], -1)
+        if self.values is not None:  # earlier images first: a stable sort keeps them first
+            values = torch.cat([self.values, values], dim=1)
+            indices = torch.cat([self.indices, indices], dim=1)
+            where = torch.cat([self.where, where], dim=1)
+        order = values.argsort(dim=1, descending=True, stable=True)[:, :self.k]
+        self.values = values.gather(1, order)
+        self.indices = indices.gather(1, order)
+        self.where = where.gather(1, order)
+
+    def result(self, name: str, shape: tuple[int, ...], seen: int) -> TopK:
+        assert self.values is not None
+        units, have = self.values.shape
+        pad = self.k - have  # fewer images than k
+        values = torch.cat([self.values, torch.full((units, pad), float("-inf"))], dim=1)
+        indices = torch.cat([self.indices, torch.full((units, pad), -1)], dim=1).long()
+        where = torch.cat([self.where, torch.zeros((units, pad), dtype=torch.long)], dim=1)
+        if len(shape) >= 2:
+            coords = torch.stack([where // shape[-1], where % shape[-1]], dim=2)
+            coords = torch.where(indices[:, :, None] >= 0, coords, torch.zeros_like(coords))
+        else:
+            coords = torch.zeros((units, self.k, 0), dtype=torch.long)
+        return TopK(name, values, indices, coords.long(), seen)

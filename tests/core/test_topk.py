@@ -85,3 +85,19 @@ def test_bad_arguments() -> None:
         top_k(probe, images[:0], "1")
     with pytest.raises(errors.InvalidInputError, match=r"dataset must be a tensor"):
         top_k(probe, 5, "1")
+
+
+def test_many_layers_in_one_pass_equal_single_scans() -> None:
+    model = ConvReluPool(pool=(2, 2), channels=(3, 4, 6), seed=4)
+    images = torch.rand(30, 3, 12, 12)
+    probe = dv.Probe(model)
+    calls = []
+    model[0].register_forward_pre_hook(lambda *a: calls.append(1))
+    from ipydeepvis.core.topk import top_k_many
+
+    many = top_k_many(probe, images, ["0", "3", "5"], k=4, batch_size=10)
+    assert len(calls) == 3  # one forward per batch for all three layers
+    for name in ["0", "3", "5"]:
+        single = top_k(probe, images, name, k=4, batch_size=10)
+        assert torch.equal(many[name].indices, single.indices)
+        assert torch.equal(many[name].values, single.values)
