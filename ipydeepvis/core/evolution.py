@@ -20,11 +20,14 @@ from torch import nn
 
 from ..errors import InvalidOptionError
 from .probe import Probe
-from .topk import top_k_many
+from .topk import TopK, top_k_many
 
 __all__ = [
+    "EvolutionRow",
     "EvolutionStrip",
+    "assemble_strip",
     "conv_weight_keys",
+    "evolution_row",
     "evolution_strip",
     "relative_weight_change",
     "support_box",
@@ -103,6 +106,53 @@ def _image(dataset: Any, index: int) -> torch.Tensor:
     return item[0] if isinstance(item, (tuple, list)) else item
 
 
+@dataclass(frozen=True)
+class EvolutionRow:
+    """One epoch of an :class:`EvolutionStrip` (see there)."""
+
+    values: torch.Tensor
+    indices: torch.Tensor
+    positions: torch.Tensor
+    boxes: torch.Tensor
+    projections: tuple[torch.Tensor, ...]
+    patches: tuple[torch.Tensor, ...]
+
+
+def evolution_row(probe: Probe, dataset: Any, scan: TopK, units: Sequence[int]) -> EvolutionRow:
+    """Project each unit's strongest probe-set activation (from ``scan``, a top-1 scan of the
+    layer with this probe's weights) and crop projection and image to the projection's support.
+    """
+    unit_list = list(units)
+    best = scan.indices[unit_list, 0]
+    where = scan.positions[unit_list, 0]
+    projections, patches, boxes = [], [], []
+    for unit, image_index, position in zip(unit_list, best.tolist(), where, strict=True):
+        image = _image(dataset, image_index)
+        seed: Any = tuple(int(p) for p in position) if position.numel() else "max"
+        projection = probe.project(image, scan.layer, unit, method="deconvnet", position=seed)[0]
+        top, left, bottom, right = support_box(projection)
+        boxes.append((top, left, bottom, right))
+        projections.append(projection[:, top:bottom, left:right].clone())
+        patches.append(image[:, top:bottom, left:right].clone())
+    return EvolutionRow(scan.values[unit_list, 0], best, where, torch.tensor(boxes),
+                        tuple(projections), tuple(patches))
+
+
+def assemble_strip(layer: str, units: Sequence[int],
+                   rows: Sequence[tuple[int, EvolutionRow]]) -> EvolutionStrip:
+    """Stack per-epoch rows into a strip and mark where the strongest image changed."""
+    indices = torch.stack([row.indices for _, row in rows])
+    changed = torch.zeros_like(indices, dtype=torch.bool)
+    changed[1:] = indices[1:] != indices[:-1]
+    return EvolutionStrip(
+        layer, tuple(epoch for epoch, _ in rows), tuple(units),
+        torch.stack([row.values for _, row in rows]), indices,
+        torch.stack([row.positions for _, row in rows]),
+        torch.stack([row.boxes for _, row in rows]), changed,
+        tuple(row.projections for _, row in rows), tuple(row.patches for _, row in rows),
+    )
+
+
 def evolution_strip(
     models: Sequence[tuple[int, nn.Module]],
     dataset: Any,
@@ -129,36 +179,13 @@ def evolution_strip(
     callback : callable, optional
         ``callback(epochs done, epochs)`` after every epoch; returning False stops early.
     """
-    epochs, values, indices, positions, boxes = [], [], [], [], []
-    projections, patches = [], []
+    rows = []
     for done, (epoch, model) in enumerate(models, start=1):
         probe = Probe(model)
-        scan = top_k_many(probe, dataset, [layer], 1, batch_size=batch_size, limit=probe_size,
-                          progress=progress)[probe.layer(layer).name]
-        unit_list = list(units)
-        best = scan.indices[unit_list, 0]
-        where = scan.positions[unit_list, 0]
-        row_proj, row_patch, row_box = [], [], []
-        for unit, image_index, position in zip(unit_list, best.tolist(), where, strict=True):
-            image = _image(dataset, image_index)
-            seed: Any = tuple(int(p) for p in position) if position.numel() else "max"
-            projection = probe.project(image, layer, unit, method="deconvnet", position=seed)[0]
-            top, left, bottom, right = support_box(projection)
-            row_box.append((top, left, bottom, right))
-            row_proj.append(projection[:, top:bottom, left:right].clone())
-            row_patch.append(image[:, top:bottom, left:right].clone())
-        epochs.append(epoch)
-        values.append(scan.values[unit_list, 0])
-        indices.append(best)
-        positions.append(where)
-        boxes.append(torch.tensor(row_box))
-        projections.append(tuple(row_proj))
-        patches.append(tuple(row_patch))
+        name = probe.layer(layer).name
+        scan = top_k_many(probe, dataset, [name], 1, batch_size=batch_size, limit=probe_size,
+                          progress=progress)[name]
+        rows.append((epoch, evolution_row(probe, dataset, scan, units)))
         if callback is not None and callback(done, len(models)) is False:
             break
-    index_table = torch.stack(indices)
-    changed = torch.zeros_like(index_table, dtype=torch.bool)
-    changed[1:] = index_table[1:] != index_table[:-1]
-    return EvolutionStrip(layer, tuple(epochs), tuple(units), torch.stack(values), index_table,
-                          torch.stack(positions), torch.stack(boxes), changed,
-                          tuple(projections), tuple(patches))
+    return assemble_strip(layer, units, rows)
