@@ -8,25 +8,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import errors
+from . import demo, errors
 from .core import LayerInfo, Probe, RectifierCoverage, TopK, top_k
+from .core.checkpoints import CheckpointSeries
+from .data import Shapes
 from .errors import DeepVisError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointSeries",
     "DeepVis",
     "DeepVisError",
+    "EpochScrubber",
     "LayerInfo",
     "Probe",
     "RectifierCoverage",
+    "Shapes",
     "TopK",
     "__version__",
+    "demo",
     "errors",
     "top_k",
 ]
 
-_LAZY = {"DeepVis": ("ipydeepvis.widgets", "DeepVis")}
+_LAZY = {
+    "DeepVis": ("ipydeepvis.widgets", "DeepVis"),
+    "EpochScrubber": ("ipydeepvis.widgets", "EpochScrubber"),
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -56,13 +56,18 @@ class TopK:
 
 def _batches(data: Any, batch_size: int, limit: int | None) -> Iterator[torch.Tensor]:
     """Image batches ``(B, C, H, W)`` from a tensor, a sequence or a data set of images or
-    ``(image, label)`` pairs."""
+    ``(image, label)`` pairs; a data set with a ``batch(indices) -> (images, labels)`` method
+    (like :class:`~ipydeepvis.data.Shapes`) is asked for whole batches."""
     stop = _count(data, limit)
     if isinstance(data, torch.Tensor):
         for start in range(0, stop, batch_size):
             yield data[start:min(start + batch_size, stop)]
         return
+    fast = getattr(data, "batch", None)  # data sets that render many images at once (Shapes)
     for start in range(0, stop, batch_size):
+        if callable(fast):
+            yield fast(list(range(start, min(start + batch_size, stop))))[0]
+            continue
         items = [data[i] for i in range(start, min(start + batch_size, stop))]
         images = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
         yield torch.stack(images)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .dashboard import DeepVis
+from .epochs import EpochScrubber
 from .tiles import TileCanvas
 
-__all__ = ["DeepVis", "TileCanvas"]
+__all__ = ["DeepVis", "EpochScrubber", "TileCanvas"]

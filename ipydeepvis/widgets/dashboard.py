@@ -8,6 +8,7 @@ for any PyTorch model. The view holds state in traits and draws frames; every nu
 
 from __future__ import annotations
 
+import copy
 import io
 import time
 from collections.abc import Callable, Sequence
@@ -24,8 +25,10 @@ from traitlets import Float, Int, TraitError, Tuple, Unicode, observe, validate
 
 from .. import render
 from ..core import METHODS, Probe
+from ..core.checkpoints import CheckpointSeries
 from ..errors import InvalidInputError, InvalidOptionError
 from ._base import LatestWins, report_error
+from .epochs import EpochScrubber
 from .tiles import TileCanvas
 
 __all__ = ["DeepVis"]
@@ -46,12 +49,18 @@ class DeepVis(widgets.VBox):
         Images ``(C, H, W)`` with values in 0..1 (a batch ``(N, C, H, W)`` works too; from a
         data set yielding ``(image, label)`` the first ``max_images`` are taken).
     checkpoints : CheckpointSeries or path, optional
-        Reserved for the epoch scrubber.
+        A training run's saved epochs: adds the epoch scrubber (Play, slider, evolution strip,
+        curves) and makes the whole dashboard follow the chosen epoch. The dashboard then works
+        on its own copy of ``model``; yours is never loaded into.
     classes : sequence of str, optional
         Class names; with a classifier's logits they give the top-5 predictions.
     preprocess : callable, optional
         Applied to an image before the model sees it (e.g. ``transforms.Normalize``); images
         themselves stay displayable.
+    max_images : int
+        How many images of ``images`` the picker offers.
+    probe_size : int
+        With ``checkpoints``: how many images of ``images`` the evolution strip scans per epoch.
     threaded : bool
         Compute in a background thread where the newest request wins (default). False computes
         inside each event, which scripts and tests may prefer.
@@ -69,6 +78,8 @@ class DeepVis(widgets.VBox):
     display = Unicode("raw", help="Projection display: raw, gray, norm or blurred norm").tag(
         sync=True)
     contrast = Float(1.0, help="Projection contrast (gain before clipping)").tag(sync=True)
+    epoch = Int(-1, help="Saved epoch whose weights are shown (-1: the model as given)").tag(
+        sync=True)
 
     def __init__(
         self,
@@ -79,6 +90,7 @@ class DeepVis(widgets.VBox):
         classes: Sequence[str] | None = None,
         preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
         max_images: int = 16,
+        probe_size: int = 300,
         threaded: bool = True,
     ) -> None:
         super().__init__()
@@ -86,7 +98,12 @@ class DeepVis(widgets.VBox):
         self._images, self._labels = _collect_images(images, max_images)
         self._classes = list(classes) if classes is not None else None
         self._preprocess = preprocess
-        self._checkpoints = checkpoints
+        series = None
+        if checkpoints is not None:
+            series = checkpoints if hasattr(checkpoints, "epochs") else CheckpointSeries(
+                checkpoints, model=model)
+            model = copy.deepcopy(model)  # epochs are loaded into this copy, never into yours
+        self._model = model
         self.probe = Probe(model, input_shape=tuple(self._model_input(self._images[0]).shape))
         self._layers = {
             layer.name: layer for layer in self.probe.layers
@@ -95,14 +112,24 @@ class DeepVis(widgets.VBox):
         if not self._layers:
             msg = "the model has no layer with (C, H, W) or (F,) outputs to show"
             raise InvalidInputError(msg)
+        convs = [n for n, layer in self._layers.items() if layer.kind == "conv"]
+        start_layer = convs[-1] if convs else next(iter(self._layers))
+        self.scrubber: EpochScrubber | None = None
+        if series is not None:
+            self.scrubber = EpochScrubber(series, images, layer=start_layer,
+                                          units=self._strip_units(start_layer, 0),
+                                          probe_size=probe_size, threaded=threaded)
         self._projection: tuple[tuple[Any, ...], torch.Tensor] | None = None
         self.timings: dict[str, float] = {}
         self._worker = LatestWins(self._render, self._show_error, threaded=threaded)
         self._build_panes()
         self._build_controls()
-        convs = [n for n, layer in self._layers.items() if layer.kind == "conv"]
-        self.layer = convs[-1] if convs else next(iter(self._layers))
+        self.layer = start_layer
         self.children = [self._controls, self._panes, self._status, self._errors]
+        if self.scrubber is not None:
+            self.children = [*self.children, self.scrubber]
+            widgets.link((self.scrubber, "epoch"), (self, "epoch"))
+            self._follow_layer()
         self.add_class("deepvis")
         self._ready = True
         self._request("thumbnails", "image", "grid", "unit", "projection")
@@ -156,11 +183,41 @@ class DeepVis(widgets.VBox):
             self._unit_slider.max = channels - 1
         self._highlight_unit()
         self._request("grid", "unit", "projection")
+        self._follow_layer()
 
     @observe("unit")
     def _unit_changed(self, change: Any) -> None:
         self._highlight_unit()
         self._request("unit", "projection")
+        self._follow_layer()
+
+    @observe("epoch")
+    def _epoch_changed(self, change: Any) -> None:
+        if self.scrubber is None or self.epoch < 0:
+            return
+        weights = self.scrubber.model(self.epoch)
+        if weights is None:
+            self._status.value = (f"<span style='color:#b00'>epoch {self.epoch} is unavailable"
+                                  "</span>")
+            return
+        with torch.no_grad():
+            self._model.load_state_dict(weights.state_dict())
+        self._projection = None
+        self._request("image", "grid", "unit", "projection")
+
+    def _follow_layer(self) -> None:
+        """Let the evolution strip follow the selected layer and unit (plus a few others)."""
+        if self.scrubber is None or self.layer not in self.scrubber._channels:
+            return
+        with self.scrubber.hold_trait_notifications():
+            self.scrubber.layer = self.layer
+            self.scrubber.units = self._strip_units(self.layer, self.unit)
+
+    def _strip_units(self, layer: str, unit: int) -> list[int]:
+        """The selected unit first, then four more spread over the layer."""
+        channels = int(self._layers[layer].channels or 1)
+        others = [u for u in range(0, channels, max(1, channels // 4)) if u != unit]
+        return [unit, *others[:4]]
 
     @observe("image_index")
     def _image_changed(self, change: Any) -> None:
@@ -181,13 +238,18 @@ class DeepVis(widgets.VBox):
 
     # ------------------------------------------------------------------ public helpers
 
-    def wait(self, timeout: float = 120.0) -> bool:
+    def wait(self, timeout: float = 300.0) -> bool:
         """Block until every requested frame is drawn (for scripts and tests)."""
-        return self._worker.wait(timeout)
+        done = self._worker.wait(timeout)
+        if self.scrubber is not None:
+            done = self.scrubber.wait(timeout) and done
+        return done
 
     def close(self) -> None:
-        """Stop the render worker and close the widget."""
+        """Stop the render workers and close the widget."""
         self._worker.close()
+        if self.scrubber is not None:
+            self.scrubber.close()
         super().close()
 
     def save_png(self, path: str | Path) -> Path:
@@ -427,7 +489,7 @@ class DeepVis(widgets.VBox):
                 position = (min(self.clicked[0], shape[1] - 1), min(self.clicked[1], shape[2] - 1))
             else:
                 position = "max"
-        key = (self.image_index, layer, unit, self.method, position)
+        key = (self.image_index, self.epoch, layer, unit, self.method, position)
         if self._projection is None or self._projection[0] != key:
             projection = self.probe.project(x, layer, unit, method=self.method,
                                             position=position)

@@ -1,0 +1,87 @@
+"""The embedded default, ready to look at: ``demo.load()``.
+
+Returns the shipped training run of the small ZF-style net on ``Shapes`` (trained with
+``ipydeepvis train``, see the README) as one object: the final model in eval mode, the
+whole checkpoint series for the epoch scrubber, a test-split data set drawn like the
+training data, and the class names. Nothing is downloaded or trained; it takes well under
+two seconds once torch is imported.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from torch import nn
+
+from ipydeepvis.core.checkpoints import CheckpointSeries
+from ipydeepvis.data.shapes import Shapes, ShapesConfig
+from ipydeepvis.errors import CheckpointError
+
+__all__ = ["Demo", "load", "series_path"]
+
+
+@dataclass(frozen=True)
+class Demo:
+    """What :func:`load` returns.
+
+    Attributes
+    ----------
+    model : nn.Module
+        The network after the last saved epoch, in eval mode. It takes ``[0, 1]`` RGB
+        images as the data set yields them (normalisation is inside): ``model(image[None])``.
+    series : CheckpointSeries
+        Every saved epoch of the run, with its per-epoch metrics.
+    dataset : Shapes
+        Test-split images (never seen in training), drawn with the run's data settings.
+    classes : tuple of str
+        Class names, in label order.
+    """
+
+    model: nn.Module
+    series: CheckpointSeries
+    dataset: Shapes
+    classes: tuple[str, ...]
+
+
+def series_path() -> Path:
+    """Folder of the checkpoint series shipped inside the package."""
+    return Path(str(resources.files("ipydeepvis") / "data" / "series"))
+
+
+def load(path: str | os.PathLike[str] | None = None, *, length: int = 2_000) -> Demo:
+    """Load the embedded default: model, checkpoint series, test images and class names.
+
+    Parameters
+    ----------
+    path : path, optional
+        A series written by ``ipydeepvis train`` to use instead of the shipped one.
+    length : int
+        Number of test images in ``dataset`` (rendered on access, so this costs nothing).
+
+    Returns
+    -------
+    Demo
+        ``.model`` (final epoch, eval mode), ``.series``, ``.dataset``, ``.classes``.
+
+    Raises
+    ------
+    CheckpointError
+        When the series is missing, unreadable, or was not trained on ``Shapes``.
+    """
+    series = CheckpointSeries(series_path() if path is None else path)
+    manifest = series.manifest
+    if manifest is None or manifest.get("data", {}).get("name") != "shapes":
+        msg = (
+            f"{str(series.path)!r} is not a series trained on Shapes by `ipydeepvis train` "
+            "(its manifest.json does not record a 'shapes' data set)."
+        )
+        raise CheckpointError(msg)
+    data = manifest["data"]
+    dataset = Shapes(
+        "test", length, seed=int(data.get("seed", 0)), config=ShapesConfig(**data["config"])
+    )
+    model = series.model(series.epochs[-1])
+    return Demo(model=model, series=series, dataset=dataset, classes=dataset.classes)

@@ -1,0 +1,388 @@
+"""Train the embedded default (ZF-style net on ``Shapes``) and write a checkpoint series.
+
+``train(out)`` is what ``ipydeepvis train --out DIR`` runs. It writes one safetensors file
+per saved epoch and a JSON manifest (``manifest.json``) that records everything needed to
+rebuild and judge the run: the model's registry name and config, the data config and seed,
+the training options, the saved epochs, per-epoch train / val loss and accuracy, and the
+package version. :class:`ipydeepvis.core.checkpoints.CheckpointSeries` reads it back.
+
+Randomness comes only from ``torch.Generator`` objects seeded from ``seed`` (initial
+weights, shuffling) and from the data set's own ``(seed, split, index)`` hash, never from
+global random state; with the same seed, thread count and machine, the files written are
+bit-identical. The manifest is rewritten after every epoch, so an interrupted run still
+leaves a readable series of the epochs saved so far.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from ipydeepvis.core.checkpoints import MANIFEST_FORMAT, MANIFEST_NAME, CheckpointSeries
+from ipydeepvis.data.shapes import Shapes, ShapesConfig
+from ipydeepvis.errors import CheckpointError, InvalidOptionError
+from ipydeepvis.models import build_model, model_config
+
+__all__ = ["DEFAULT_EPOCHS", "TrainConfig", "default_save_epochs", "evaluate", "train"]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_EPOCHS = 15
+"""Epochs of the default run (the shipped series)."""
+
+_MILESTONES = (1, 2, 3, 5, 10, 15, 20, 30, 40, 50, 64)
+
+
+def default_save_epochs(epochs: int) -> tuple[int, ...]:
+    """Zeiler & Fergus's snapshot epochs (1, 2, 5, 10, ...) plus 3 and 15, up to ``epochs``.
+
+    The last epoch is always included.
+    """
+    return tuple(sorted({e for e in _MILESTONES if e <= epochs} | {epochs}))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (and its files).
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the training set.
+    save_epochs : tuple of int, optional
+        Epochs after which to write a checkpoint (``0`` saves the initial weights);
+        :func:`default_save_epochs` when empty.
+    seed : int
+        Seed of the initial weights and of the shuffling order.
+    data_seed : int
+        Seed of the ``Shapes`` images (train, val and the test split used for evaluation).
+    train_size, val_size : int
+        Number of ``Shapes`` training and validation images.
+    batch_size : int
+        Mini-batch size.
+    lr : float
+        Peak learning rate of AdamW (linear warm-up over the first epoch, then cosine decay
+        to zero at the end of the last epoch).
+    weight_decay : float
+        AdamW's decoupled weight decay.
+    model : str
+        Registry name of the architecture (see :func:`ipydeepvis.models.build_model`).
+    model_config : dict
+        Architecture options passed to the registry.
+    data : ShapesConfig
+        How the images look.
+    """
+
+    epochs: int = DEFAULT_EPOCHS
+    save_epochs: tuple[int, ...] = ()
+    seed: int = 0
+    data_seed: int = 0
+    train_size: int = 10_000
+    val_size: int = 2_000
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    model: str = "zf"
+    model_config: dict[str, Any] = field(default_factory=dict)
+    data: ShapesConfig = field(default_factory=ShapesConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "train_size", "val_size", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                msg = f"{name}={value!r} is not valid: use a positive int."
+                raise InvalidOptionError(msg)
+        for name in ("seed", "data_seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+                msg = f"{name}={value!r} is not valid: use an int in 0 .. 2**32 - 1."
+                raise InvalidOptionError(msg)
+        if not self.lr > 0 or not self.weight_decay >= 0:
+            msg = f"lr={self.lr!r}, weight_decay={self.weight_decay!r}: use lr > 0, decay >= 0."
+            raise InvalidOptionError(msg)
+        saves = tuple(sorted(set(self.save_epochs))) or default_save_epochs(self.epochs)
+        bad = [e for e in saves if not isinstance(e, int) or not 0 <= e <= self.epochs]
+        if bad:
+            msg = (
+                f"save_epochs {bad} are not valid for epochs={self.epochs}: use epochs in "
+                f"0 .. {self.epochs} (0 saves the initial weights)."
+            )
+            raise InvalidOptionError(msg)
+        object.__setattr__(self, "save_epochs", saves)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The training options as JSON-ready values (model and data are recorded apart)."""
+        out = asdict(self)
+        for key in ("model", "model_config", "data", "data_seed", "save_epochs", "seed"):
+            out.pop(key)
+        return out
+
+
+def train(
+    out: str | os.PathLike[str],
+    *,
+    epochs: int = DEFAULT_EPOCHS,
+    save_epochs: Sequence[int] | None = None,
+    seed: int = 0,
+    config: TrainConfig | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> CheckpointSeries:
+    """Train the embedded default model on ``Shapes`` and write a checkpoint series to ``out``.
+
+    Parameters
+    ----------
+    out : path
+        Directory to write into (created if needed).
+    epochs : int
+        Passes over the training set (ignored when ``config`` is given).
+    save_epochs : sequence of int, optional
+        Epochs to save (ignored when ``config`` is given); default
+        :func:`default_save_epochs`.
+    seed : int
+        Seed of initial weights and shuffling (ignored when ``config`` is given).
+    config : TrainConfig, optional
+        All options at once; overrides ``epochs``, ``save_epochs`` and ``seed``.
+    threads : int, optional
+        torch intra-op threads for the run (restored afterwards); the current setting by
+        default. Results are bit-identical only for the same thread count.
+    progress : bool
+        Show a tqdm progress bar.
+    overwrite : bool
+        Replace a series already in ``out``; otherwise that is an error.
+
+    Returns
+    -------
+    CheckpointSeries
+        The series just written.
+
+    Raises
+    ------
+    CheckpointError
+        When ``out`` already holds a series and ``overwrite`` is false.
+    InvalidOptionError
+        For invalid options.
+    """
+    if config is None:
+        config = TrainConfig(epochs=epochs, save_epochs=tuple(save_epochs or ()), seed=seed)
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        msg = f"threads={threads!r} is not valid: use a positive int (or None)."
+        raise InvalidOptionError(msg)
+    out_dir = Path(out)
+    _prepare_out(out_dir, overwrite=overwrite)
+    with _torch_threads(threads):
+        _run(config, out_dir, progress=progress)
+    return CheckpointSeries(out_dir)
+
+
+def _run(cfg: TrainConfig, out_dir: Path, *, progress: bool) -> None:
+    """The training loop proper; writes the checkpoints and the manifest into ``out_dir``."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = build_model(cfg.model, generator=gen, **cfg.model_config)
+    arch = {"name": cfg.model, "config": model_config(model)}
+    model = model.to(memory_format=torch.channels_last)
+    train_set = Shapes("train", cfg.train_size, seed=cfg.data_seed, config=cfg.data)
+    val_set = Shapes("val", cfg.val_size, seed=cfg.data_seed, config=cfg.data)
+
+    steps_per_epoch = math.ceil(cfg.train_size / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _lr_factor(step, steps_per_epoch, total_steps)
+    )
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "package_version": _package_version(),
+        "torch_version": torch.__version__.split("+")[0],
+        "model": arch,
+        "data": {
+            "name": "shapes",
+            "seed": cfg.data_seed,
+            "config": asdict(cfg.data),
+            "train_size": cfg.train_size,
+            "val_size": cfg.val_size,
+        },
+        "seed": cfg.seed,
+        "train": {**cfg.to_dict(), "threads": torch.get_num_threads()},
+        "epochs": cfg.epochs,
+        "saved_epochs": [],
+        "checkpoints": {},
+        "metrics": [],
+        "complete": False,
+    }
+
+    if 0 in cfg.save_epochs:
+        _save_checkpoint(model, out_dir, 0, manifest)
+    _write_manifest(out_dir, manifest)
+
+    bar = tqdm(total=total_steps, disable=not progress, unit="batch", desc="train")
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            started = time.perf_counter()
+            bar.set_description(f"epoch {epoch}/{cfg.epochs}")
+            model.train()
+            order = torch.randperm(cfg.train_size, generator=gen)
+            loss_sum, correct, seen = 0.0, 0, 0
+            for start in range(0, cfg.train_size, cfg.batch_size):
+                images, labels = train_set.batch(order[start : start + cfg.batch_size])
+                images = images.contiguous(memory_format=torch.channels_last)
+                logits = model(images)
+                loss = F.cross_entropy(logits, labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                loss_sum += float(loss.detach()) * len(labels)
+                correct += int((logits.argmax(1) == labels).sum())
+                seen += len(labels)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            val_loss, val_acc = evaluate(model, val_set, batch_size=256)
+            row = {
+                "epoch": epoch,
+                "train_loss": loss_sum / seen,
+                "train_acc": correct / seen,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "lr": optimizer.param_groups[0]["lr"],
+            }
+            manifest["metrics"].append(row)
+            _log.info(
+                "epoch %d/%d: train loss %.4f acc %.4f, val loss %.4f acc %.4f (%.1f s)",
+                epoch, cfg.epochs, row["train_loss"], row["train_acc"], val_loss, val_acc,
+                time.perf_counter() - started,
+            )  # fmt: skip
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
+            if epoch in cfg.save_epochs:
+                _save_checkpoint(model, out_dir, epoch, manifest)
+            manifest["complete"] = epoch == cfg.epochs
+            _write_manifest(out_dir, manifest)
+    finally:
+        bar.close()
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module, dataset: Shapes, *, batch_size: int = 256
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on all of ``dataset``.
+
+    The model's train / eval mode is restored afterwards.
+
+    Returns
+    -------
+    loss, accuracy : float
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(dataset), batch_size):
+            images, labels = dataset.batch(range(start, min(start + batch_size, len(dataset))))
+            logits = model(images)
+            loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+            correct += int((logits.argmax(1) == labels).sum())
+    finally:
+        model.train(was_training)
+    n = max(len(dataset), 1)
+    return loss_sum / n, correct / n
+
+
+def _lr_factor(step: int, steps_per_epoch: int, total_steps: int) -> float:
+    """Linear warm-up over the first epoch, then cosine decay to 0 at ``total_steps``."""
+    warmup = min(steps_per_epoch, max(total_steps // 2, 1))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total_steps - warmup, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _save_checkpoint(
+    model: torch.nn.Module, out_dir: Path, epoch: int, manifest: dict[str, Any]
+) -> None:
+    """Write ``epoch_NNN.safetensors`` (atomically) and record it in ``manifest``."""
+    name = f"epoch_{epoch:03d}.safetensors"
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    # One metadata entry only: safetensors writes metadata in hash-map order, so several
+    # entries would make the bytes differ from run to run. The manifest has the rest.
+    meta = {"epoch": str(epoch)}
+    tmp = out_dir / f".{name}.tmp"
+    save_file(state, str(tmp), metadata=meta)
+    tmp.chmod(0o644)  # safetensors creates owner-only files; a series is meant to be shared
+    os.replace(tmp, out_dir / name)
+    manifest["saved_epochs"].append(epoch)
+    manifest["checkpoints"][str(epoch)] = name
+
+
+def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest atomically (a reader never sees half a file)."""
+    tmp = out_dir / f".{MANIFEST_NAME}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, out_dir / MANIFEST_NAME)
+
+
+def _prepare_out(out_dir: Path, *, overwrite: bool) -> None:
+    """Create ``out_dir``; refuse (or, with ``overwrite``, clear) an existing series in it.
+
+    Only files the old manifest lists are removed, never anything else in the folder.
+    """
+    manifest_path = out_dir / MANIFEST_NAME
+    if out_dir.exists() and not out_dir.is_dir():
+        msg = f"out={str(out_dir)!r} exists and is not a directory; choose a directory path."
+        raise CheckpointError(msg)
+    if manifest_path.exists():
+        if not overwrite:
+            msg = (
+                f"{str(out_dir)!r} already holds a checkpoint series ({MANIFEST_NAME}); "
+                "choose another --out directory or pass overwrite=True (--force)."
+            )
+            raise CheckpointError(msg)
+        try:
+            old = json.loads(manifest_path.read_text(encoding="utf-8"))
+            names = list(old.get("checkpoints", {}).values())
+        except (OSError, ValueError, AttributeError):
+            names = []
+        for name in names:
+            target = out_dir / Path(str(name)).name
+            if target.is_file():
+                target.unlink()
+        manifest_path.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Set torch's intra-op thread count for the block, and restore it afterwards."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _package_version() -> str:
+    """The installed ipydeepvis version, or the source tree's ``__version__``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ipydeepvis")
+    except PackageNotFoundError:
+        import ipydeepvis
+
+        return str(getattr(ipydeepvis, "__version__", "0+unknown"))
