@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def test_weight_change_equals_the_files(scrubber: EpochScrubber, shipped: demo.D
         expected = [
             float((files[b][key].double() - files[a][key].double()).norm()
                   / files[b][key].double().norm())
-            for a, b in zip(epochs[:-1], epochs[1:], strict=True)
+            for a, b in itertools.pairwise(epochs)
         ]
         np.testing.assert_allclose(ys, expected, rtol=1e-9)
 
@@ -64,9 +65,9 @@ def test_strip_argmax_images_equal_brute_force(scrubber: EpochScrubber,
     layer = strip.layer
     for e, epoch in enumerate(strip.epochs):
         model = shipped.series.model(epoch).eval()
-        captured = []
+        captured: list[torch.Tensor] = []
         handle = model.get_submodule(layer).register_forward_hook(
-            lambda m, i, o: captured.append(o.detach().clone()))
+            lambda m, i, o, out=captured: out.append(o.detach().clone()))
         with torch.no_grad():
             for start in range(0, PROBE, 40):
                 model(images[start:start + 40])
