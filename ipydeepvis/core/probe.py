@@ -318,8 +318,9 @@ class Probe:
     def _resolve_many(self, layers: str | Sequence[str], batch: torch.Tensor) -> list[str]:
         names = [layers] if isinstance(layers, str) else list(layers)
         if self._traced is None:
-            # Reused modules (and so the layer names) are only known after one full pass.
-            self._ensure_pass(batch, None)
+            # Reused modules (and so the layer names) are only known after one full pass;
+            # one image is enough to see them.
+            self._ensure_pass(batch[:1], None)
         return [resolve_layer(name, self.layers).name for name in names]
 
     # ------------------------------------------------------------------ the forward pass
@@ -353,11 +354,16 @@ class Probe:
         model = self._model
         wanted = None if names is None else set(names)
         reused = {layer.module for layer in self._traced or [] if layer.call is not None}
+        reused_sites = {layer.name for layer in self._traced or [] if layer.call is not None}
         seen: set[str] = set()
         calls: dict[str, int] = {}
         stack: list[tuple[str, nn.Module]] = []
         raw: list[tuple[str, nn.Module, int, torch.Tensor]] = []
         modules = [(n, m) for n, m in model.named_modules() if is_layer_module(n, m)]
+        if not graph and wanted is not None:  # a batch scan: hook only the layers asked for
+            wanted_modules = {name.rpartition(":")[0] if name in reused_sites else name
+                              for name in wanted}
+            modules = [(n, m) for n, m in modules if n in wanted_modules]
 
         def current_site() -> tuple[str, bool]:
             if not stack:
@@ -399,10 +405,13 @@ class Probe:
             for name, module in modules:
                 hooks.enter_context(module.register_forward_pre_hook(pre_hook(name, module)))
                 hooks.enter_context(module.register_forward_hook(post_hook(name, module)))
-            grad_mode = torch.enable_grad() if graph else torch.no_grad()
+            if graph:  # the backward rules (and the coverage report) only matter with a graph
+                hooks.enter_context(torch.enable_grad())
+                hooks.enter_context(rules)
+            else:
+                hooks.enter_context(torch.no_grad())
             try:
-                with grad_mode, rules:
-                    result = model(leaf)
+                result = model(leaf)
             except _StopForward:
                 stopped = True
             except DeepVisError:
@@ -428,7 +437,7 @@ class Probe:
             self._traced = layers
         largest = max((t[0].numel() for t in outputs.values()), default=0)
         return _Pass(key, image, leaf, outputs, complete,
-                     rules.coverage(model) if complete else None, largest, result)
+                     rules.coverage(model) if complete and graph else None, largest, result)
 
     # ------------------------------------------------------------------ the backward pass
 

@@ -90,7 +90,7 @@ def test_bad_arguments() -> None:
 def test_many_layers_in_one_pass_equal_single_scans() -> None:
     model = ConvReluPool(pool=(2, 2), channels=(3, 4, 6), seed=4)
     images = torch.rand(30, 3, 12, 12)
-    probe = dv.Probe(model)
+    probe = dv.Probe(model, input_shape=(3, 12, 12))  # traced: the scan adds no extra pass
     calls = []
     model[0].register_forward_pre_hook(lambda *a: calls.append(1))
     from ipydeepvis.core.topk import top_k_many
@@ -101,3 +101,12 @@ def test_many_layers_in_one_pass_equal_single_scans() -> None:
         single = top_k(probe, images, name, k=4, batch_size=10)
         assert torch.equal(many[name].indices, single.indices)
         assert torch.equal(many[name].values, single.values)
+
+
+def test_scan_runs_the_model_only_up_to_the_layer() -> None:
+    model = ConvReluPool(pool=(2, 2), channels=(3, 4, 6), seed=4)
+    probe = dv.Probe(model, input_shape=(3, 12, 12))
+    later = []
+    model[3].register_forward_pre_hook(lambda *a: later.append(1))
+    top_k(probe, torch.rand(20, 3, 12, 12), "1", k=2, batch_size=5)
+    assert later == []

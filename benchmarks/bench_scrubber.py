@@ -1,0 +1,102 @@
+"""How fast the epoch scrubber moves, on the embedded net and its shipped checkpoint series.
+
+Medians of:
+
+- one epoch step of the standalone ``EpochScrubber`` (first-layer filters, markers) and of the
+  ``DeepVis`` dashboard following the epoch (weights loaded into its copy, forward pass, grid,
+  enlarged unit, projection, PNG encoding), on a first visit (checkpoint read from disk) and on
+  a cached one;
+- the per-epoch probe-set scan (top-1 of every conv layer over 300 images) next to a plain
+  ``torch.no_grad`` forward of the same images in the same batches: the plain-torch limit.
+
+Run with ``make bench`` (or ``python benchmarks/bench_scrubber.py``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import ipydeepvis as dv
+from ipydeepvis.core.topk import top_k_many
+from ipydeepvis.widgets.epochs import EpochScrubber
+
+
+def median_ms(fn: Callable[[int], Any], repeats: int) -> float:
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    demo = dv.demo.load()
+    epochs = demo.series.epochs
+    probe_size, batch = 300, 64
+    images = demo.dataset.batch(list(range(probe_size)))[0]
+    rows: list[tuple[str, float, str]] = []
+
+    # first visits: every step loads a checkpoint the widget has not seen yet
+    scrubber = EpochScrubber(demo.series, images, probe_size=probe_size, threaded=False)
+    first = []
+    for epoch in epochs[:-1]:
+        scrubber._models.pop(epoch, None)
+        start = time.perf_counter()
+        scrubber.epoch = epoch
+        first.append(time.perf_counter() - start)
+    rows.append(("scrubber step, first visit", 1000 * statistics.median(first), ""))
+    cached = median_ms(lambda i: setattr(scrubber, "epoch", epochs[i % len(epochs)]),
+                       4 * len(epochs))
+    rows.append(("scrubber step, cached", cached, "target <= 100 ms"))
+
+    view = dv.DeepVis(demo.model, images, checkpoints=demo.series, classes=demo.classes,
+                      threaded=False, probe_size=probe_size)
+    first = []
+    for epoch in epochs[:-1]:
+        view.scrubber._models.pop(epoch, None)  # type: ignore[union-attr]
+        start = time.perf_counter()
+        view.epoch = epoch
+        first.append(time.perf_counter() - start)
+    rows.append(("dashboard epoch step, first visit", 1000 * statistics.median(first), ""))
+    dash = median_ms(lambda i: setattr(view, "epoch", epochs[i % len(epochs)]),
+                     4 * len(epochs))
+    rows.append(("dashboard epoch step, cached", dash, "target <= 100 ms"))
+
+    model = demo.series.model(epochs[-1]).eval()
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+
+    def plain(_i: int) -> None:
+        with torch.no_grad():
+            for start in range(0, probe_size, batch):
+                model(images[start:start + batch])
+
+    def scan(_i: int) -> None:
+        top_k_many(dv.Probe(model), images, convs, 1, batch_size=batch)
+
+    plain(0)
+    scan(0)
+    plain_ms = median_ms(plain, 7)
+    scan_ms = median_ms(scan, 7)
+    rows.append(("plain torch forward, 300 images", plain_ms, "1.00x"))
+    rows.append(("probe-set scan (top-1, 5 conv layers), 300 images", scan_ms,
+                 f"{scan_ms / plain_ms:.2f}x of plain forward (target <= 1.1x)"))
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; embedded net "
+          f"64 px, shipped series epochs {epochs}; medians in ms")
+    print()
+    print(f"| {'measurement':<52} | {'median ms':>9} | ratio / target |")
+    print(f"|{'-' * 54}|{'-' * 11}|----------------|")
+    for what, ms, note in rows:
+        print(f"| {what:<52} | {ms:9.2f} | {note} |")
+    view.close()
+    scrubber.close()
+
+
+if __name__ == "__main__":
+    main()
