@@ -44,6 +44,9 @@ demo: $(VENV)/.app
 ## Benchmarks: tables of medians and ratios against plain torch and the peers.
 bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_projection.py
+	$(PY) benchmarks/bench_dashboard.py
+	$(PY) benchmarks/bench_scrubber.py
+	$(PY) benchmarks/bench_shapes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -132,7 +132,8 @@ class DeepVis(widgets.VBox):
             self._follow_layer()
         self.add_class("deepvis")
         self._ready = True
-        self._request("thumbnails", "image", "grid", "unit", "projection")
+        first = ("weights",) if self.scrubber is not None else ()
+        self._request(*first, "thumbnails", "image", "grid", "unit", "projection")
 
     # ------------------------------------------------------------------ trait rules
 
@@ -193,17 +194,22 @@ class DeepVis(widgets.VBox):
 
     @observe("epoch")
     def _epoch_changed(self, change: Any) -> None:
-        if self.scrubber is None or self.epoch < 0:
-            return
+        if self.scrubber is not None and self.epoch >= 0:
+            self._request("weights", "image", "grid", "unit", "projection")
+
+    def _load_epoch(self) -> bool:
+        """Put the current epoch's weights into the dashboard's model copy (on the worker, so
+        no forward pass ever sees half-loaded weights); False if that epoch cannot be read."""
+        assert self.scrubber is not None
         weights = self.scrubber.model(self.epoch)
         if weights is None:
             self._status.value = (f"<span style='color:#b00'>epoch {self.epoch} is unavailable"
                                   "</span>")
-            return
+            return False
         with torch.no_grad():
             self._model.load_state_dict(weights.state_dict())
         self._projection = None
-        self._request("image", "grid", "unit", "projection")
+        return True
 
     def _follow_layer(self) -> None:
         """Let the evolution strip follow the selected layer and unit (plus a few others)."""
@@ -436,6 +442,8 @@ class DeepVis(widgets.VBox):
         """Recompute the stale parts for the current traits (runs on the worker)."""
         if "thumbnails" in parts or self._thumbs_canvas.frame is None:
             self._draw_thumbnails()
+        if "weights" in parts and not self._load_epoch():
+            return
         layer, unit, index = self.layer, self.unit, self.image_index
         image = self._images[index]
         x = self._model_input(image)
