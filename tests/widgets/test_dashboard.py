@@ -231,3 +231,14 @@ def test_threaded_worker_lets_the_last_request_win(images: torch.Tensor) -> None
     expected = render.to_rgba(render.resize_nearest(render.projection_picture(direct), 192, 192))
     assert np.array_equal(view.frames["projection"], expected)
     view.close()
+
+
+def test_512_unit_layer_wraps_into_a_readable_grid() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 512, 3, padding=1), nn.ReLU())
+    view = dv.DeepVis(model, torch.rand(1, 3, 10, 10), threaded=False)
+    layout = view.grid_layout
+    assert (layout.columns, layout.tile) == (23, 19)  # 23 x 23 tiles of 19 px within 480 px
+    assert view.frames["grid"].shape == (23 * 20 - 1, 23 * 20 - 1, 4)
+    y, x = layout.origin(511)
+    view.click_grid(x + 5, y + 5)
+    assert view.unit == 511
