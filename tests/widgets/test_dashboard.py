@@ -237,8 +237,8 @@ def test_512_unit_layer_wraps_into_a_readable_grid() -> None:
     model = nn.Sequential(nn.Conv2d(3, 512, 3, padding=1), nn.ReLU())
     view = dv.DeepVis(model, torch.rand(1, 3, 10, 10), threaded=False)
     layout = view.grid_layout
-    assert (layout.columns, layout.tile) == (23, 19)  # 23 x 23 tiles of 19 px within 480 px
-    assert view.frames["grid"].shape == (23 * 20 - 1, 23 * 20 - 1, 4)
+    assert (layout.columns, layout.rows, layout.tile) == (24, 22, 19)  # 19 px tiles, 480 px
+    assert view.frames["grid"].shape == (22 * 20 - 1, 24 * 20 - 1, 4)
     y, x = layout.origin(511)
     view.click_grid(x + 5, y + 5)
     assert view.unit == 511
