@@ -120,6 +120,7 @@ class DeepVis(widgets.VBox):
                                           units=self._strip_units(start_layer, 0),
                                           probe_size=probe_size, threaded=threaded)
         self._projection: tuple[tuple[Any, ...], torch.Tensor] | None = None
+        self._notices: dict[int, str] = {}  # image index -> what an upload changed
         self.timings: dict[str, float] = {}
         self._worker = LatestWins(self._render, self._show_error, threaded=threaded)
         self._build_panes()
@@ -335,7 +336,8 @@ class DeepVis(widgets.VBox):
         self._next = widgets.Button(description="▶", layout=widgets.Layout(width="36px"),
                                     tooltip="next layer")
         self._unit_slider = widgets.IntSlider(0, 0, 1, description="unit",
-                                              continuous_update=False)
+                                              continuous_update=False,
+                                              layout=widgets.Layout(width="420px"))
         self._unit_slider.add_class("e2e-unit")
         self._method_buttons = widgets.ToggleButtons(options=list(METHODS), description="method",
                                                      style={"button_width": "90px"})
@@ -368,12 +370,14 @@ class DeepVis(widgets.VBox):
         self._input_canvas = TileCanvas(PANE, PANE, "e2e-input")
         self._thumbs_canvas = TileCanvas(PANE, 32, "e2e-thumbs")
         self._thumbs_canvas.on_click(self._click_thumbnail)
+        column = widgets.Layout(width=f"{PANE}px")
         self._upload = widgets.FileUpload(accept="image/*", multiple=False,
                                           description="your image")
+        self._upload.add_class("e2e-upload")
         self._upload.observe(self._uploaded, names="value")
-        self._notice = widgets.HTML()
+        self._notice = widgets.HTML(layout=column)
         self._notice.add_class("e2e-notice")
-        self._predictions = widgets.HTML()
+        self._predictions = widgets.HTML(layout=column)
         self._predictions.add_class("e2e-predictions")
         self._grid_canvas = TileCanvas(GRID_WIDTH, GRID_WIDTH, "e2e-grid")
         self._grid_canvas.on_click(self.click_grid)
@@ -387,14 +391,20 @@ class DeepVis(widgets.VBox):
         self._errors = widgets.Output()
         self._errors.add_class("e2e-errors")
         title = widgets.HTML
+
+        def pane(children: list[widgets.Widget], width: int) -> widgets.VBox:
+            """A column of fixed width: long text wraps instead of pushing the others."""
+            return widgets.VBox(children, layout=widgets.Layout(
+                width=f"{width + 8}px", min_width=f"{width + 8}px", overflow="hidden"))
+
         self._panes = widgets.HBox([
-            widgets.VBox([title("<b>input</b>"), self._input_canvas, self._thumbs_canvas,
-                          self._upload, self._notice, self._predictions]),
-            widgets.VBox([title("<b>activations</b> (click a unit)"), self._grid_canvas,
-                          self._grid_label]),
-            widgets.VBox([title("<b>selected unit</b> (click to seed)"), self._unit_canvas,
-                          title("<b>projection</b>"), self._projection_canvas]),
-        ])
+            pane([title("<b>input</b>"), self._input_canvas, self._thumbs_canvas,
+                  self._upload, self._notice, self._predictions], PANE),
+            pane([title("<b>activations</b> (click a unit)"), self._grid_canvas,
+                  self._grid_label], GRID_WIDTH),
+            pane([title("<b>selected unit</b> (click to seed)"), self._unit_canvas,
+                  title("<b>projection</b>"), self._projection_canvas], PANE),
+        ], layout=widgets.Layout(flex_flow="row wrap"))
 
     def _step_layer(self, step: int) -> None:
         names = list(self._layers)
@@ -415,7 +425,7 @@ class DeepVis(widgets.VBox):
         try:
             content = files[0]["content"]
             image, notice = _decode_upload(bytes(content), self._images[0].shape)
-            self._notice.value = notice
+            self._notices[len(self._images)] = notice
             self.add_image(image)
         except Exception as exc:
             self._show_error(exc)
@@ -450,6 +460,7 @@ class DeepVis(widgets.VBox):
         started = time.perf_counter()
         notes = []
         if "image" in parts:
+            self._notice.value = self._notices.get(index, "")
             self._input_canvas.show(render.to_rgba(render.resize_nearest(
                 render.image_to_uint8(image), PANE, PANE)))
             self._thumbs_canvas.highlight(self._thumb_box(index))

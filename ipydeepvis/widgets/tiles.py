@@ -8,6 +8,7 @@ layer, so moving it never re-sends the picture.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import ipywidgets as widgets
@@ -16,6 +17,11 @@ import numpy.typing as npt
 from ipycanvas import MultiCanvas
 
 __all__ = ["TileCanvas"]
+
+# ipycanvas sends every draw command through one shared manager that remembers which canvas
+# the previous command was for; views draw from their render worker and from kernel events
+# (clicks, new clients), so each run of commands for one canvas holds this lock.
+_DRAW_LOCK = threading.RLock()
 
 
 class TileCanvas(MultiCanvas):
@@ -66,17 +72,19 @@ class TileCanvas(MultiCanvas):
 
     def _redraw_frame(self) -> None:
         if self.frame is not None:
-            self[0].put_image_data(self.frame, 0, 0)
-            self.sent_frames += 1
+            with _DRAW_LOCK:
+                self[0].put_image_data(self.frame, 0, 0)
+                self.sent_frames += 1
 
     def _redraw_highlight(self) -> None:
         overlay = self[1]
-        overlay.clear()
-        if self.highlight_box is not None:
-            x, y, w, h = self.highlight_box
-            overlay.stroke_style = self.highlight_color
-            overlay.line_width = 2
-            overlay.stroke_rect(x - 1, y - 1, w + 2, h + 2)
+        with _DRAW_LOCK:
+            overlay.clear()
+            if self.highlight_box is not None:
+                x, y, w, h = self.highlight_box
+                overlay.stroke_style = self.highlight_color
+                overlay.line_width = 2
+                overlay.stroke_rect(x - 1, y - 1, w + 2, h + 2)
 
     def __repr__(self) -> str:
         shape = None if self.frame is None else self.frame.shape

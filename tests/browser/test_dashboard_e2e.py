@@ -1,0 +1,332 @@
+"""The dashboard in a real browser: JupyterLab and Voila, Debian's Chromium, exact pixels.
+
+Each test runs once in JupyterLab (the notebook run through ``window.jupyterapp``; Python-side
+state is also read back from the kernel) and once in Voila. The expected pixels are computed in
+this process from the same model and images with :class:`ipydeepvis.Probe` and
+:mod:`ipydeepvis.render`, and compared with whole canvases read back with ``getImageData``
+(tolerance 0). The tests of one environment share a page; each sets the state it starts from.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.browser.e2e_support import (
+    HIGHLIGHT,
+    PANE,
+    SEL_DASHBOARD,
+    SEL_ERRORS,
+    SEL_GRID,
+    SEL_INPUT,
+    SEL_LAYER,
+    SEL_METHOD,
+    SEL_NOTICE,
+    SEL_POSITION,
+    SEL_PREDICTIONS,
+    SEL_PROJECTION,
+    SEL_STATUS,
+    SEL_THUMBS,
+    SEL_UNIT_MAP,
+    SEL_UPLOAD,
+    THUMB,
+    Dashboard,
+    State,
+    active_toggle,
+    click_canvas_at,
+    click_toggle,
+    decode_upload,
+    layout_problems,
+    pixel,
+    press_slider_keys,
+    screenshot,
+    selected_layer,
+    set_slider_via_readout,
+    slider_value,
+    wait_active_toggle,
+    wait_frame,
+    wait_slider_value,
+)
+
+pytestmark = pytest.mark.browser
+
+
+def expect_frames(dash: Dashboard, state: State, image: torch.Tensor | None = None,
+                  parts: tuple[str, ...] = ("grid", "unit", "projection"),
+                  timeout: float = 30.0) -> None:
+    """Wait until the canvases show exactly what ``state`` should show."""
+    e = dash.expected
+    img = image if image is not None else e.image(state.image)
+    if "grid" in parts:
+        wait_frame(dash.page, SEL_GRID, e.grid(state, img), layout=e.layout(state.layer),
+                   timeout=timeout, name=f"{dash.kind}_grid")
+    if "unit" in parts:
+        wait_frame(dash.page, SEL_UNIT_MAP, e.unit_map(state, img), timeout=timeout,
+                   name=f"{dash.kind}_unitmap")
+    if "projection" in parts:
+        wait_frame(dash.page, SEL_PROJECTION, e.projection(state, img), timeout=timeout,
+                   name=f"{dash.kind}_projection")
+    if "input" in parts:
+        wait_frame(dash.page, SEL_INPUT, e.input(img), timeout=timeout,
+                   name=f"{dash.kind}_input")
+
+
+def grid_png_size(dash: Dashboard, layer: str) -> tuple[int, int]:
+    height, width = dash.expected.layout(layer).size
+    return (width, height)
+
+
+def top_prediction(page: Any) -> str:
+    """The class on the first row of the top-5 table."""
+    rows = [r for r in page.inner_text(SEL_PREDICTIONS).splitlines() if r.strip().endswith("%")]
+    assert rows, page.inner_text(SEL_PREDICTIONS)
+    return rows[0].rsplit("\t", 1)[0].strip()
+
+
+def assert_python_state(dash: Dashboard, state: State) -> None:
+    """JupyterLab: the kernel's traits agree with what the browser shows, and no error."""
+    out = dash.python_state()
+    if out is not None:
+        assert out.split() == [state.layer, str(state.unit), state.method, str(state.image),
+                               state.position, "0"], out
+
+
+def go_to(dash: Dashboard, unit: int, method: str) -> State:
+    """Bring the dashboard to ``unit`` / ``method`` on image 0 through the UI; wait for it."""
+    page = dash.page
+    if active_toggle(page, SEL_METHOD) != method:
+        click_toggle(page, SEL_METHOD, method)
+        wait_active_toggle(page, SEL_METHOD, method)
+    if slider_value(page) != unit:
+        set_slider_via_readout(page, unit)
+        wait_slider_value(page, unit)
+    state = State(dash.expected.default_layer, unit, 0, method)
+    expect_frames(dash, state)
+    return state
+
+
+def test_initial_frames_equal_the_expected_pictures(dashboard: Dashboard) -> None:
+    dash, e, page = dashboard, dashboard.expected, dashboard.page
+    state = State(e.default_layer, dash.subject.unit_after_run, 0, dash.subject.method_after_run)
+    # the notebook's second cell sets unit 3 and guided backprop (Subject says so)
+    wait_slider_value(page, state.unit)
+    wait_active_toggle(page, SEL_METHOD, state.method)
+    expect_frames(dash, state, parts=("grid", "unit", "projection", "input"), timeout=90)
+    wait_frame(page, SEL_THUMBS, e.thumbnails(dash.images, 0), name=f"{dash.kind}_thumbs")
+    assert slider_value(page) == state.unit
+    assert active_toggle(page, SEL_METHOD) == state.method
+    assert active_toggle(page, SEL_POSITION) == "max"
+    assert selected_layer(page) == state.layer
+    page.wait_for_function(
+        "sel => document.querySelector(sel).innerText.includes('total')", arg=SEL_STATUS)
+    status = page.inner_text(SEL_STATUS)
+    assert f"layer {state.layer}" in status and f"unit {state.unit}" in status, status
+    assert top_prediction(page) == e.top_class(e.image(0))
+    assert page.inner_text(SEL_ERRORS).strip() == ""
+    assert_python_state(dash, state)
+    assert layout_problems(page) == []
+    screenshot(page, f"{dash.kind}_1_initial")
+
+
+def test_unit_slider_moves_unit_map_projection_and_highlight(dashboard: Dashboard) -> None:
+    dash, page, e = dashboard, dashboard.page, dashboard.expected
+    layer = e.default_layer
+    alive = e.alive_units(layer)
+    count = e.layout(layer).count
+    a = next(u for u in alive if u + 1 in alive and u + 5 < count)
+    b = next(u for u in alive[len(alive) // 2:] + alive if abs(u - a) > 4 and u + 5 < count)
+    state = go_to(dash, a, "deconvnet")
+    grid_size = grid_png_size(dash, layer)
+    sent_before = dash.kernel("print(view._grid_canvas.sent_frames)")
+
+    # one step with the keyboard on the slider handle
+    mark = dash.pngs.mark()
+    press_slider_keys(page, "ArrowRight")
+    wait_slider_value(page, a + 1)
+    old, state = state, State(layer, a + 1, 0, "deconvnet")
+    assert not np.array_equal(e.unit_map(old), e.unit_map(state))
+    expect_frames(dash, state)  # the grid canvas: same picture, the ring moved from a to a+1
+    picture = e.grid(state, highlight=False)
+    for unit, colour in [(a + 1, list(HIGHLIGHT)), (a, None)]:
+        x, y, tile, _ = e.tile_box(layer, unit)
+        for px, py in [(x - 1, y + tile // 2), (x + tile // 2, y - 1)]:
+            if px >= 0 and py >= 0 and not (unit == a and px == x + tile):
+                want = colour or picture[py, px].tolist()
+                assert pixel(page, SEL_GRID, px, py) == want, (unit, px, py)
+    page.wait_for_timeout(100)
+    sent = dash.pngs.since(mark)
+    assert grid_size not in sent, f"the grid picture was re-sent for a unit change: {sent}"
+    assert sent.count((PANE, PANE)) >= 2, sent  # the unit map and the projection
+
+    # an exact value through the editable readout
+    mark = dash.pngs.mark()
+    set_slider_via_readout(page, b)
+    wait_slider_value(page, b)
+    state = State(layer, b, 0, "deconvnet")
+    expect_frames(dash, state)
+    assert grid_size not in dash.pngs.since(mark)
+    screenshot(page, f"{dash.kind}_2_unit{b}")
+
+    # four quick presses while the worker is busy: at rest, every canvas matches unit b + 4
+    press_slider_keys(page, "ArrowRight", times=4)
+    wait_slider_value(page, b + 4)
+    state = State(layer, b + 4, 0, "deconvnet")
+    expect_frames(dash, state)
+    assert_python_state(dash, state)
+    if sent_before is not None:
+        assert dash.kernel("print(view._grid_canvas.sent_frames)") == sent_before
+
+
+def test_clicking_a_tile_selects_its_unit(dashboard: Dashboard) -> None:
+    dash, page, e = dashboard, dashboard.page, dashboard.expected
+    layout = e.layout(e.default_layer)
+    alive = e.alive_units(e.default_layer)
+    target = next((u for u in alive if u >= layout.columns + 2), alive[-1])  # not on row 0
+    start = next(u for u in alive if u != target)
+    state = go_to(dash, start, "deconvnet")
+    mark = dash.pngs.mark()
+    y, x = layout.origin(target)
+    click_canvas_at(page, SEL_GRID, x + layout.tile // 2, y + layout.tile // 2)
+    wait_slider_value(page, target)
+    state = State(state.layer, target, 0, "deconvnet")
+    expect_frames(dash, state)
+    assert grid_png_size(dash, state.layer) not in dash.pngs.since(mark)
+    # the padding between two tiles selects nothing
+    click_canvas_at(page, SEL_GRID, x + layout.tile, y + 1)
+    page.wait_for_timeout(500)
+    assert slider_value(page) == target
+    label = page.inner_text(".e2e-grid-label")
+    assert f"unit {target} of {layout.count}" in label, label
+    assert_python_state(dash, state)
+    screenshot(page, f"{dash.kind}_3_clicked_unit{target}")
+
+
+def test_switching_the_method_changes_the_projection(dashboard: Dashboard) -> None:
+    dash, page, e = dashboard, dashboard.page, dashboard.expected
+    state = go_to(dash, e.alive_units(e.default_layer)[0], "deconvnet")
+    pictures = {}
+    for method in ["guided", "gradient", "deconvnet"]:
+        mark = dash.pngs.mark()
+        click_toggle(page, SEL_METHOD, method)
+        state = State(state.layer, state.unit, 0, method)
+        pictures[method] = e.projection(state)
+        expect_frames(dash, state, parts=("projection",))
+        wait_active_toggle(page, SEL_METHOD, method)
+        page.wait_for_timeout(100)
+        sent = dash.pngs.since(mark)
+        assert sent.count((PANE, PANE)) == 1, f"more than the projection was sent: {sent}"
+        expect_frames(dash, state, parts=("grid", "unit"))
+        if method == "gradient":
+            screenshot(page, f"{dash.kind}_4_gradient")
+            assert_python_state(dash, state)
+    assert not np.array_equal(pictures["guided"], pictures["gradient"])
+    assert not np.array_equal(pictures["gradient"], pictures["deconvnet"])
+
+
+def test_clicking_the_unit_map_seeds_the_projection_there(dashboard: Dashboard) -> None:
+    dash, page, e = dashboard, dashboard.page, dashboard.expected
+    state = go_to(dash, e.alive_units(e.default_layer)[-1], "deconvnet")
+    shape = e.layers[state.layer].shape
+    h, w = shape[1], shape[2]
+    i, j = h // 4, (3 * w) // 4
+    click_canvas_at(page, SEL_UNIT_MAP, (j + 0.5) * PANE / w, (i + 0.5) * PANE / h)
+    wait_active_toggle(page, SEL_POSITION, "clicked")
+    clicked = State(state.layer, state.unit, 0, "deconvnet", (i, j))
+    assert not np.array_equal(e.projection(clicked), e.projection(state))
+    expect_frames(dash, clicked, parts=("projection",))
+    out = dash.kernel("print(view.position, tuple(view.clicked))")
+    if out is not None:
+        assert out.strip() == f"clicked ({i}, {j})", out
+    click_toggle(page, SEL_POSITION, "max")
+    wait_active_toggle(page, SEL_POSITION, "max")
+    expect_frames(dash, state, parts=("projection",))
+
+
+def test_layer_picker_shows_another_layer(dashboard: Dashboard) -> None:
+    dash, page, e = dashboard, dashboard.page, dashboard.expected
+    state = go_to(dash, 5, "deconvnet")
+    names = list(e.layers)
+    index = names.index(state.layer)
+    previous = names[index - 1]
+    channels = int(e.layers[previous].channels or 1)
+    page.click(f"{SEL_DASHBOARD} button[title='previous layer']")
+    page.wait_for_function("([sel, name]) => document.querySelector(sel + ' select')"
+                           r".selectedOptions[0].textContent.trim().split(/\s+/)[0] === name",
+                           arg=[SEL_LAYER, previous])
+    moved = State(previous, min(state.unit, channels - 1), 0, "deconvnet")
+    parts = ("grid", "unit", "projection") if len(e.layers[previous].shape) == 3 else ("grid",)
+    expect_frames(dash, moved, parts=parts)
+    assert_python_state(dash, moved)
+    screenshot(page, f"{dash.kind}_6_layer_{previous}")
+    page.select_option(f"{SEL_LAYER} select", index=index)
+    wait_slider_value(page, moved.unit)
+    expect_frames(dash, State(state.layer, moved.unit, 0, "deconvnet"))
+
+
+def _upload_png() -> bytes:
+    """An RGBA picture of another size than the model's: four coloured quadrants, one half
+    transparent (the alpha is dropped by the RGB conversion), and a diagonal gradient."""
+    yy, xx = np.mgrid[0:70, 0:100]
+    rgba = np.zeros((70, 100, 4), np.uint8)
+    rgba[..., 0] = np.where(xx < 50, 230, 20)
+    rgba[..., 1] = np.where(yy < 35, 200, 40)
+    rgba[..., 2] = ((xx + yy) * 255 // 168).astype(np.uint8)
+    rgba[..., 3] = np.where(xx < 50, 255, 128)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_uploading_an_image_shows_it_with_a_notice(dashboard: Dashboard) -> None:
+    dash, page, e = dashboard, dashboard.page, dashboard.expected
+    state = go_to(dash, 6, "deconvnet")
+    png = _upload_png()
+    c, h, w = e.image(0).shape
+    uploaded = decode_upload(png, (c, h, w))
+    # FileUpload's <input type=file> is never attached to the DOM: its button clicks it, so
+    # the file goes in through the chooser that click opens (FileChooser.set_files is
+    # set_input_files on that very input element)
+    with page.expect_file_chooser() as chooser:
+        page.click(SEL_UPLOAD)
+    chooser.value.set_files(files=[{"name": "mine.png", "mimeType": "image/png", "buffer": png}])
+    notice = f"uploaded image (converted from RGBA to RGB; resized from 100x70 to {w}x{h})"
+    page.wait_for_function("([sel, text]) => document.querySelector(sel).innerText.trim() === text",
+                           arg=[SEL_NOTICE, notice], timeout=30_000)
+    index = len(dash.images)
+    state = State(state.layer, state.unit, index, "deconvnet")
+    expect_frames(dash, state, image=uploaded, parts=("input", "grid", "unit", "projection"))
+    wait_frame(page, SEL_THUMBS, e.thumbnails([*dash.images, uploaded], index),
+               name=f"{dash.kind}_thumbs_upload")
+    assert top_prediction(page) == e.top_class(uploaded)
+    assert_python_state(dash, state)
+    screenshot(page, f"{dash.kind}_5_uploaded")
+
+    # a click on the first thumbnail goes back to image 0
+    click_canvas_at(page, SEL_THUMBS, THUMB // 2, THUMB // 2)
+    state = State(state.layer, state.unit, 0, "deconvnet")
+    expect_frames(dash, state, parts=("input", "grid", "unit", "projection"))
+    wait_frame(page, SEL_THUMBS, e.thumbnails([*dash.images, uploaded], 0),
+               name=f"{dash.kind}_thumbs_back")
+    assert_python_state(dash, state)
+
+
+def test_an_upload_notice_keeps_the_panes_apart(dashboard: Dashboard) -> None:
+    """The notice under the upload button is a long line; it must not push the panes over
+    each other (it widens the input column to its own width: in JupyterLab's narrower output
+    area the unit-map column then overlaps the activation grid and sticks out on the right)."""
+    dash, page = dashboard, dashboard.page
+    if "uploaded image" not in page.inner_text(SEL_NOTICE):
+        with page.expect_file_chooser() as chooser:
+            page.click(SEL_UPLOAD)
+        chooser.value.set_files(files=[{"name": "mine.png", "mimeType": "image/png",
+                                        "buffer": _upload_png()}])
+        page.wait_for_function("sel => document.querySelector(sel).innerText.includes('uploaded')",
+                               arg=SEL_NOTICE)
+    page.wait_for_timeout(300)
+    screenshot(page, f"{dash.kind}_7_after_upload_notice")
+    assert layout_problems(page) == []
