@@ -14,6 +14,7 @@ flags are never touched, and all of this holds when a call raises.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -100,7 +101,8 @@ class Probe:
         self._preprocess = preprocess
         self._device = self._resolve_device(device)
         self._switch = RuleSwitch()
-        self._busy = False
+        self._lock = threading.Lock()
+        self._owner: int | None = None
         self._pass: _Pass | None = None
         self._traced: list[LayerInfo] | None = None
         self._vmap_works = True
@@ -357,7 +359,7 @@ class Probe:
         reused_sites = {layer.name for layer in self._traced or [] if layer.call is not None}
         seen: set[str] = set()
         calls: dict[str, int] = {}
-        stack: list[tuple[str, nn.Module]] = []
+        stack: list[tuple[str, nn.Module, int]] = []  # running modules and their call index
         raw: list[tuple[str, nn.Module, int, torch.Tensor]] = []
         modules = [(n, m) for n, m in model.named_modules() if is_layer_module(n, m)]
         if not graph and wanted is not None:  # a batch scan: hook only the layers asked for
@@ -365,11 +367,11 @@ class Probe:
                               for name in wanted}
             modules = [(n, m) for n, m in modules if n in wanted_modules]
 
-        def current_site() -> tuple[str, bool]:
+        def current_site() -> tuple[str, int, bool]:
             if not stack:
-                return "<model>", False
-            name, module = stack[-1]
-            return name, isinstance(module, (nn.ReLU,))
+                return "<model>", 1, False
+            name, module, call = stack[-1]
+            return name, call, isinstance(module, nn.ReLU)
 
         rules = RectifierRules(self._switch, current_site)
         image = batch.clone()
@@ -377,7 +379,7 @@ class Probe:
 
         def pre_hook(name: str, module: nn.Module) -> Callable[..., None]:
             def hook(_module: nn.Module, _args: Any) -> None:
-                stack.append((name, module))
+                stack.append((name, module, calls.get(name, 0) + 1))
             return hook
 
         def post_hook(name: str, module: nn.Module) -> Callable[..., Any]:
@@ -437,7 +439,8 @@ class Probe:
             self._traced = layers
         largest = max((t[0].numel() for t in outputs.values()), default=0)
         return _Pass(key, image, leaf, outputs, complete,
-                     rules.coverage(model) if complete and graph else None, largest, result)
+                     rules.coverage(model, multi) if complete and graph else None, largest,
+                     result)
 
     # ------------------------------------------------------------------ the backward pass
 
@@ -467,27 +470,29 @@ class Probe:
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
-        """Refuse re-entrant use (a model that calls its own probe, a second thread)."""
-        if self._busy:
+        """One call at a time: another thread waits its turn; a call from inside the model's
+        own forward (re-entrant use) is refused."""
+        if self._owner == threading.get_ident():
             msg = (
-                "this Probe is already running a call; use one probe per thread and do not "
-                "call it from inside the model's forward"
+                "this Probe is already running a call in this thread; do not call it from "
+                "inside the model's forward"
             )
             raise ProbeBusyError(msg)
-        self._busy = True
-        try:
-            yield
-        finally:
-            self._busy = False
+        with self._lock:
+            self._owner = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._owner = None
 
 
 def _raise_if_wrong_channels(exc: Exception, batch: torch.Tensor,
-                             stack: list[tuple[str, nn.Module]], raw: list[Any]) -> None:
+                             stack: list[tuple[str, nn.Module, int]], raw: list[Any]) -> None:
     """Say it plainly when the model failed because the first convolution got the wrong
     number of channels (the user's input, not the model, is at fault)."""
     if not stack or any(isinstance(entry[1], nn.modules.conv._ConvNd) for entry in raw):
         return
-    name, module = stack[-1]
+    name, module, _call = stack[-1]
     if isinstance(module, nn.modules.conv._ConvNd) and module.in_channels != batch.shape[1]:
         msg = (
             f"x has {batch.shape[1]} channel(s) (shape {tuple(batch.shape)}) but the model's "

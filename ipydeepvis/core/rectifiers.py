@@ -184,15 +184,16 @@ class RectifierRules(TorchFunctionMode):
     switch : RuleSwitch
         Read by the recorded ReLUs at backward time.
     current_site : callable
-        Returns ``(module name, is an activation module)`` for the module running now, so a
-        call can be attributed to where it happened.
+        Returns ``(module name, call index, is an activation module)`` for the module running
+        now, so a call can be attributed to where it happened.
     """
 
-    def __init__(self, switch: RuleSwitch, current_site: Callable[[], tuple[str, bool]]) -> None:
+    def __init__(self, switch: RuleSwitch,
+                 current_site: Callable[[], tuple[str, int, bool]]) -> None:
         super().__init__()
         self.switch = switch
         self.current_site = current_site
-        self.calls: list[RectifierCall] = []
+        self.calls: list[tuple[str, int, str, bool, bool]] = []  # site, call, op, module, rule
 
     def __torch_function__(
         self,
@@ -207,23 +208,28 @@ class RectifierRules(TorchFunctionMode):
             inplace = func in _RELU_IN_PLACE or bool(
                 kwargs.get("inplace", args[1] if len(args) > 1 else False)
             )
-            site, module_call = self.current_site()
-            self.calls.append(
-                RectifierCall(site, "relu_" if inplace else "relu", module_call, True)
-            )
+            site, call, module_call = self.current_site()
+            self.calls.append((site, call, "relu_" if inplace else "relu", module_call, True))
             if torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad:
                 return _SwitchableReLU.apply(x, self.switch, inplace)
             return func(*args, **kwargs)
         name = _OTHER_ACTIVATIONS.get(func)
         if name is not None:
-            site, module_call = self.current_site()
-            self.calls.append(RectifierCall(site, name, module_call, False))
+            site, call, module_call = self.current_site()
+            self.calls.append((site, call, name, module_call, False))
         return func(*args, **kwargs)
 
-    def coverage(self, model: nn.Module) -> RectifierCoverage:
-        """Summarise the calls recorded so far into a :class:`RectifierCoverage`."""
-        replaced = tuple(c for c in self.calls if c.replaced)
-        untouched = tuple(c for c in self.calls if not c.replaced)
+    def coverage(self, model: nn.Module, reused: set[str] | frozenset[str] = frozenset()
+                 ) -> RectifierCoverage:
+        """Summarise the calls recorded so far into a :class:`RectifierCoverage`.
+
+        Sites in ``reused`` (modules called more than once per forward) are named with their
+        call index, like layers: ``"layer1.0.relu:2"``.
+        """
+        calls = [RectifierCall(f"{site}:{call}" if site in reused else site, op, module, rule)
+                 for site, call, op, module, rule in self.calls]
+        replaced = tuple(c for c in calls if c.replaced)
+        untouched = tuple(c for c in calls if not c.replaced)
         scripted = [
             name
             for name, module in model.named_modules()

@@ -107,5 +107,33 @@ def test_reentrant_use_is_refused() -> None:
 
     model = CallsProbe()
     model.probe = dv.Probe(model)
-    with pytest.raises(dv.errors.ProbeBusyError, match="already running a call"):
+    with pytest.raises(dv.errors.ProbeBusyError, match="already running a call in this thread"):
         model.probe.activations(torch.randn(3, 8, 8))
+
+
+def test_calls_from_two_threads_take_turns() -> None:
+    """A second thread waits for the running call instead of failing (a widget's render
+    worker and the notebook can share one probe)."""
+    import threading
+
+    model = ConvReluPool(seed=0)
+    probe = dv.Probe(model, input_shape=(3, 12, 12))
+    x = torch.randn(3, 12, 12)
+    expected = probe.project(x, "4", [0, 1, 2])
+    results: list[torch.Tensor] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                results.append(probe.project(x + 0.0, "4", [0, 1, 2]))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 60
+    assert all(torch.equal(r, expected) for r in results)

@@ -168,3 +168,8 @@ def test_output_is_the_model_output_from_the_same_pass() -> None:
     logits = probe.output(x)
     torch.testing.assert_close(logits, model(x[None]).detach())
     assert counter.count == 2  # the probe's single pass, plus the reference call just above
+
+
+def test_coverage_names_the_calls_of_a_reused_relu() -> None:
+    report = dv.Probe(SharedRelu(seed=0)).coverage(torch.randn(3, 12, 12))
+    assert [c.site for c in report.replaced] == ["relu:1", "relu:2"]
