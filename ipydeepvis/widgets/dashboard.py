@@ -97,6 +97,10 @@ class DeepVis(widgets.VBox):
         self._ready = False
         self._images, self._labels = _collect_images(images, max_images)
         self._classes = list(classes) if classes is not None else None
+        # a data set's labels index its own class list (an ImageFolder's folders), which need
+        # not be the model's classes
+        label_names = getattr(images, "classes", None)
+        self._label_names = list(label_names) if label_names is not None else self._classes
         self._preprocess = preprocess
         series = None
         if checkpoints is not None:
@@ -518,8 +522,9 @@ class DeepVis(widgets.VBox):
     def _predictions_html(self, x: torch.Tensor, index: int) -> str:
         label = self._labels[index]
         truth = ""
-        if label is not None and self._classes is not None and 0 <= label < len(self._classes):
-            truth = f"true: <b>{self._classes[label]}</b><br>"
+        names = self._label_names
+        if label is not None and names is not None and 0 <= label < len(names):
+            truth = f"true: <b>{names[label]}</b><br>"
         if self._classes is None:
             return truth
         logits = self.probe.output(x)

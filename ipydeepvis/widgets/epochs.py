@@ -14,6 +14,7 @@ import math
 import random
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import bqplot as bq
@@ -21,6 +22,7 @@ import ipywidgets as widgets
 import numpy as np
 import numpy.typing as npt
 import torch
+from PIL import Image
 from torch import nn
 from traitlets import Int, List, TraitError, Unicode, observe, validate
 
@@ -128,7 +130,7 @@ class EpochScrubber(widgets.VBox):
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self.strip: EvolutionStrip | None = None
-        self.dead: dict[str, list[float]] = {}
+        self.dead: dict[str, tuple[list[int], list[float]]] = {}
         reference = self._first_available_model()
         probe = Probe(reference, input_shape=tuple(self._image(0).shape))
         self._conv_layers = [lay.name for lay in probe.layers if lay.kind == "conv"]
@@ -237,8 +239,32 @@ class EpochScrubber(widgets.VBox):
         """Saved epochs whose checkpoint loads."""
         return [e for e in self.epochs if self.model(e) is not None]
 
+    def save_png(self, path: str | Path) -> Path:
+        """Save the evolution strip and the current first-layer filters as one PNG."""
+        self.wait()
+        frames = [c.frame for c in (self._strip_canvas, self._filters_canvas)
+                  if c.frame is not None]
+        height = max(f.shape[0] for f in frames)
+        width = sum(f.shape[1] for f in frames) + 8 * (len(frames) - 1)
+        sheet = np.full((height, width, 4), 255, dtype=np.uint8)
+        x = 0
+        for frame in frames:
+            sheet[:frame.shape[0], x:x + frame.shape[1]] = frame
+            x += frame.shape[1] + 8
+        path = Path(path)
+        Image.fromarray(sheet, "RGBA").save(path)
+        return path
+
+    def strip_picture(self) -> npt.NDArray[np.uint8] | None:
+        """The evolution strip as drawn (RGBA), None before the first scan finished."""
+        return self._strip_canvas.frame
+
     def weight_change(self) -> dict[str, tuple[list[int], list[float]]]:
-        """``{conv layer: (epochs, relative change from the previous available epoch)}``."""
+        """``{conv layer: (epochs, relative change from the previous available epoch)}``.
+
+        The change is between consecutive *saved* epochs, ``||W_e - W_prev|| / ||W_e||``, as
+        saved; divide by the epoch gap for a per-epoch rate when saves are unevenly spaced.
+        """
         epochs = self.available_epochs
         if len(epochs) < 2:
             return {}
@@ -390,11 +416,10 @@ class EpochScrubber(widgets.VBox):
         if not rows:
             return
         self.strip = assemble_strip(layer, units, rows)
-        self.dead = {name: [self._scans[(e, name)].dead_fraction() for e, _ in rows]
-                     for name in self._conv_layers}
         done = [e for e, _ in rows]
-        self._set_curves(self._dead_fig, self._dead_marker,
-                         {name: (done, values) for name, values in self.dead.items()})
+        self.dead = {name: (done, [self._scans[(e, name)].dead_fraction() for e in done])
+                     for name in self._conv_layers}
+        self._set_curves(self._dead_fig, self._dead_marker, self.dead)
         self._strip_canvas.show(self._strip_frame(self.strip))
         self._highlight_column()
         stopped = " (stopped)" if len(rows) < len(epochs) else ""

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 import ipydeepvis as dv
@@ -90,7 +91,8 @@ def test_scrubbing_moves_markers_and_filters(scrubber: EpochScrubber,
     last = shipped.series.epochs[-1]
     assert scrubber.epoch == last and list(scrubber._dead_marker.x) == [last, last]
     assert not np.array_equal(filters_first, scrubber._filters_canvas.frame)
-    assert scrubber.dead and all(0 <= v <= 1 for vs in scrubber.dead.values() for v in vs)
+    assert scrubber.dead and all(0 <= v <= 1 for _, vs in scrubber.dead.values() for v in vs)
+    assert all(xs == shipped.series.epochs for xs, _ in scrubber.dead.values())
     with pytest.raises(Exception, match=r"epoch 4 is not a saved epoch"):
         scrubber.epoch = 4
 
@@ -128,6 +130,13 @@ def test_dashboard_follows_the_epoch_on_its_own_copy(shipped: demo.Demo) -> None
     view.unit = 5
     assert view.scrubber.units[0] == 5 and view.scrubber.layer == view.layer
     assert_same_state(before, model)
+
+
+def test_save_png(scrubber: EpochScrubber, tmp_path: Path) -> None:
+    path = scrubber.save_png(tmp_path / "strip.png")
+    saved = np.asarray(Image.open(path))
+    strip = scrubber.strip_picture()
+    assert strip is not None and np.array_equal(saved[:strip.shape[0], :strip.shape[1]], strip)
 
 
 def test_metric_curves_accept_the_usual_shapes() -> None:
