@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from typing import Any
 
 import torch
 import torchvision
+from _timing import median_ms
 from torch import nn
 
 import ipydeepvis as dv
@@ -59,17 +58,6 @@ CASES = [
     Case("AlexNet 224px", lambda: torchvision.models.alexnet(), 224, "features.10", 10),
     Case("VGG16 224px", lambda: torchvision.models.vgg16(), 224, "features.28", 5),
 ]
-
-
-def median_ms(fn: Callable[[int], Any], repeats: int, warmup: int = 1) -> float:
-    for i in range(warmup):
-        fn(-1 - i)
-    times = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 class _DeconvReLU(torch.autograd.Function):
@@ -155,9 +143,10 @@ def bench_case(case: Case, quick: bool) -> list[tuple[str, str, float, str]]:
     cached_ms = median_ms(lambda i: probe.project(x, layer, other), repeats)
     rows.append((case.name, "project another unit, same image", cached_ms,
                  f"{cached_ms / backward_ms:.2f}x of one backward"))
-    units = list(range(64))
-    batch_ms = median_ms(lambda i: probe.project(x, layer, units), max(3, repeats // 3)) / 64
-    rows.append((case.name, "project 64 units in one call, per unit", batch_ms,
+    units = list(range(min(64, probe.layer(layer).channels or 64)))
+    batch_ms = median_ms(lambda i: probe.project(x, layer, units),
+                         max(3, repeats // 3)) / len(units)
+    rows.append((case.name, f"project {len(units)} units in one call, per unit", batch_ms,
                  f"{batch_ms / backward_ms:.2f}x of one backward"))
 
     try:
@@ -175,7 +164,7 @@ def bench_case(case: Case, quick: bool) -> list[tuple[str, str, float, str]]:
         captum_ms = median_ms(
             lambda i: deconv.attribute(x[None], neuron_selector=(unit, *where)), repeats)
     rows.append((case.name, "captum NeuronDeconvolution per call", captum_ms,
-                 f"{captum_ms / limit_ms:.2f}x of limit; ours per unit (64 batched) is "
+                 f"{captum_ms / limit_ms:.2f}x of limit; ours per unit ({len(units)} batched) is "
                  f"{captum_ms / batch_ms:.1f}x faster, cached unit change "
                  f"{captum_ms / cached_ms:.1f}x faster"))
     return rows

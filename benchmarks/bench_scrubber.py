@@ -16,21 +16,23 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
+from _timing import median_ms
 
 import ipydeepvis as dv
 from ipydeepvis.core.topk import top_k_many
 from ipydeepvis.widgets.epochs import EpochScrubber
 
 
-def median_ms(fn: Callable[[int], Any], repeats: int) -> float:
+def first_visits(widget: Any, models: dict[int, Any], epochs: list[int]) -> float:
+    """Median ms of stepping to each epoch after forgetting its loaded model."""
     times = []
-    for i in range(repeats):
+    for epoch in epochs:
+        models.pop(epoch, None)
         start = time.perf_counter()
-        fn(i)
+        widget.epoch = epoch
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
 
@@ -44,26 +46,16 @@ def main() -> None:
 
     # first visits: every step loads a checkpoint the widget has not seen yet
     scrubber = EpochScrubber(demo.series, images, probe_size=probe_size, threaded=False)
-    first = []
-    for epoch in epochs[:-1]:
-        scrubber._models.pop(epoch, None)
-        start = time.perf_counter()
-        scrubber.epoch = epoch
-        first.append(time.perf_counter() - start)
-    rows.append(("scrubber step, first visit", 1000 * statistics.median(first), ""))
+    rows.append(("scrubber step, first visit",
+                 first_visits(scrubber, scrubber._models, epochs[:-1]), ""))
     cached = median_ms(lambda i: setattr(scrubber, "epoch", epochs[i % len(epochs)]),
                        4 * len(epochs))
     rows.append(("scrubber step, cached", cached, "target <= 100 ms"))
 
     view = dv.DeepVis(demo.model, images, checkpoints=demo.series, classes=demo.classes,
                       threaded=False, probe_size=probe_size)
-    first = []
-    for epoch in epochs[:-1]:
-        view.scrubber._models.pop(epoch, None)  # type: ignore[union-attr]
-        start = time.perf_counter()
-        view.epoch = epoch
-        first.append(time.perf_counter() - start)
-    rows.append(("dashboard epoch step, first visit", 1000 * statistics.median(first), ""))
+    rows.append(("dashboard epoch step, first visit",
+                 first_visits(view, view.scrubber._models, epochs[:-1]), ""))  # type: ignore
     dash = median_ms(lambda i: setattr(view, "epoch", epochs[i % len(epochs)]),
                      4 * len(epochs))
     rows.append(("dashboard epoch step, cached", dash, "target <= 100 ms"))
