@@ -1,6 +1,7 @@
-"""Projections on torchvision AlexNet, VGG16 and ResNet-18 (random weights) equal an
-independent computation: a deep copy of the model whose nn.ReLU modules are swapped for
-out-of-place ReLUs with the method's backward rule, run through plain autograd."""
+"""Projections on torchvision AlexNet, VGG16 and ResNet-18 (random weights) and on the embedded
+default net (trained) equal an independent computation: a deep copy of the model whose nn.ReLU
+modules are swapped for out-of-place ReLUs with the method's backward rule, through plain
+autograd."""
 
 from __future__ import annotations
 
@@ -78,7 +79,15 @@ class Reference:
         return torch.stack(grads)
 
 
+def _embedded() -> nn.Module:
+    from ipydeepvis import demo
+
+    return demo.load().model
+
+
 MODELS = {
+    "embedded": (_embedded, 64, ["features.conv1", "features.pool1", "features.conv5",
+                                 "features.relu5", "classifier.fc"]),
     "alexnet": (lambda: torchvision.models.alexnet(num_classes=10), 96,
                 ["features.0", "features.3", "features.10", "features.11", "classifier.4"]),
     "vgg16": (lambda: torchvision.models.vgg16(num_classes=10), 64,
@@ -111,8 +120,8 @@ def test_torchvision_projection_equals_independent_autograd(name: str) -> None:
                                            atol=1e-5 * scale)
     assert_same_state(before, model)
     report = probe.coverage(x)
-    assert report.complete and len(report.replaced) == {"alexnet": 7, "vgg16": 15,
-                                                        "resnet18": 17}[name]
+    assert report.complete and len(report.replaced) == {"embedded": 6, "alexnet": 7,
+                                                        "vgg16": 15, "resnet18": 17}[name]
 
 
 def test_resnet_layers_list_every_call_of_the_shared_relu() -> None:
