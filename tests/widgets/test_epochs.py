@@ -145,3 +145,19 @@ def test_metric_curves_accept_the_usual_shapes() -> None:
     assert metric_curves({1: {"acc": 0.1}, 3: {"acc": 0.3}}) == {"acc": ([1, 3], [0.1, 0.3])}
     assert metric_curves({"acc": [0.1, 0.2]}) == {"acc": ([1, 2], [0.1, 0.2])}
     assert metric_curves(None) == {}
+
+
+def test_scan_shows_progress_and_can_be_stopped(shipped: demo.Demo) -> None:
+    view = EpochScrubber(shipped.series, shipped.dataset, probe_size=30, threaded=False)
+    seen: list[int] = []
+
+    def on_progress(change: dict) -> None:  # the Stop button, pressed during the scan
+        seen.append(change["new"])
+        if change["new"] == 2:
+            view.stop()
+
+    view._progress.observe(on_progress, names="value")
+    view.units = [1, 2]  # a new strip: every epoch is scanned again
+    assert seen == [0, 1, 2] and view._progress.max == len(shipped.series.epochs)
+    assert view.strip is not None and len(view.strip.epochs) == 2
+    assert "scanned 2 of 6 epochs" in view._status.value and "(stopped)" in view._status.value
