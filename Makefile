@@ -39,7 +39,7 @@ lint: $(VENV)/.test
 
 ## JupyterLab on the quickstart notebook.
 demo: $(VENV)/.app
-	$(VENV)/bin/jupyter lab notebooks/quickstart.ipynb
+	$(VENV)/bin/jupyter lab notebooks/quickstart.ipynb $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 ## Benchmarks: tables of medians and ratios against plain torch and the peers.
 bench: $(VENV)/.bench

@@ -189,6 +189,8 @@ class EpochScrubber(widgets.VBox):
         index = self.epochs.index(self.epoch)
         if self._slider.value != index:
             self._slider.value = index
+        if self._play.value != index:  # else a new view's Play (jslinked) resets the slider
+            self._play.value = index
         self._epoch_label.value = f"epoch <b>{self.epoch}</b>"
         self._move_markers()
         self._highlight_column()
@@ -398,6 +400,7 @@ class EpochScrubber(widgets.VBox):
     def _scan_all(self) -> None:
         """Scan every available epoch (progress shown, Stop honoured), then draw the results."""
         self._stop.clear()
+        self._stop_button.disabled = False
         epochs = self.available_epochs
         layer, units = self.layer, tuple(self.units)
         self._progress.max, self._progress.value = len(epochs), 0
@@ -413,6 +416,7 @@ class EpochScrubber(widgets.VBox):
                 self._rows[key] = evolution_row(Probe(model), self.dataset, scans[layer], units)
             rows.append((epoch, self._rows[key]))
             self._progress.value += 1
+        self._stop_button.disabled = True
         if not rows:
             return
         self.strip = assemble_strip(layer, units, rows)

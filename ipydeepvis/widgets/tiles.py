@@ -62,7 +62,8 @@ class TileCanvas(MultiCanvas):
         self._redraw_highlight()
 
     def highlight(self, box: tuple[int, int, int, int] | None) -> None:
-        """Outline ``(x, y, width, height)`` on the overlay, or clear it with None."""
+        """Outline ``(x, y, width, height)`` on the overlay (a 2 px ring just inside the box, so
+        boxes at the canvas edge keep all four sides), or clear it with None."""
         self.highlight_box = box
         self._redraw_highlight()
 
@@ -84,7 +85,7 @@ class TileCanvas(MultiCanvas):
                 x, y, w, h = self.highlight_box
                 overlay.stroke_style = self.highlight_color
                 overlay.line_width = 2
-                overlay.stroke_rect(x - 1, y - 1, w + 2, h + 2)
+                overlay.stroke_rect(x + 1, y + 1, w - 2, h - 2)  # inside: never clipped
 
     def __repr__(self) -> str:
         shape = None if self.frame is None else self.frame.shape

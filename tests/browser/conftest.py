@@ -18,6 +18,7 @@ import pytest
 from tests.browser.e2e_support import (
     ART_DIR,
     QUICKSTART,
+    SCRUBBER,
     SEL_GRID,
     SEL_PROJECTION,
     STANDIN,
@@ -77,7 +78,7 @@ def expected(subject: Subject) -> Expected:
 
 
 def _open(kind: str, browser: Any, subject: Subject, expected: Expected,
-          tmp: Any) -> Iterator[Dashboard]:
+          tmp: Any, viewport: dict[str, int] = VIEWPORT) -> Iterator[Dashboard]:
     root = tmp / "root"
     root.mkdir()
     subject.write(root)
@@ -85,7 +86,7 @@ def _open(kind: str, browser: Any, subject: Subject, expected: Expected,
     server = start_lab(tmp, root) if kind == "lab" else start_voila(tmp, root, subject.notebook)
     context = None
     try:
-        context = browser.new_context(viewport=VIEWPORT)
+        context = browser.new_context(viewport=viewport)
         page = context.new_page()
         page.set_default_timeout(30_000)
         logs: list[str] = []
@@ -129,12 +130,27 @@ def standin_voila(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
                      tmp_path_factory.mktemp("standin"))
 
 
+@pytest.fixture(scope="module", params=["voila", "lab"])
+def scrubber_page(request: pytest.FixtureRequest, browser: Any,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """The dashboard with the epoch scrubber on the shipped series (``SCRUBBER``), in a
+    viewport tall enough for the whole view (dashboard, strip and the four plots) without
+    scrolling, so screenshots of its parts are plain clips."""
+    if not demo_available():
+        pytest.skip("ipydeepvis.demo is missing: no checkpoint series to scrub")
+    kind = request.param
+    yield from _open(kind, browser, SCRUBBER, Expected.of(SCRUBBER),
+                     tmp_path_factory.mktemp(f"scrubber-{kind}"),
+                     viewport={"width": 1500, "height": 1800})
+
+
 @pytest.fixture(autouse=True)
 def _artifacts_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     ART_DIR.mkdir(exist_ok=True)
     yield
     report = getattr(request.node, "rep_call", None)
-    names = [n for n in ("dashboard", "standin_voila") if n in request.fixturenames]
+    names = [n for n in ("dashboard", "standin_voila", "scrubber_page")
+             if n in request.fixturenames]
     if report is None or not report.failed or not names:
         return
     dash: Dashboard = request.getfixturevalue(names[0])

@@ -276,8 +276,27 @@ def _load_demo() -> Any:
     return dv.demo.load()  # type: ignore[attr-defined]
 
 
+# The dashboard with the epoch scrubber (issue 5) on the shipped checkpoint series.
+SCRUBBER_CELL = """\
+import ipydeepvis as dv
+
+demo = dv.demo.load()
+view = dv.DeepVis(demo.model, demo.dataset, checkpoints=demo.series, classes=demo.classes,
+                  max_images=8, probe_size=100)
+view"""
+
+
+def _write_scrubber(root: Path) -> None:
+    _write_notebook(root / "scrubber.ipynb", [
+        ("markdown", "# ipydeepvis: the dashboard following the epoch scrubber"),
+        ("code", SCRUBBER_CELL),
+    ])
+
+
 STANDIN = Subject("standin", "standin.ipynb", _write_standin, _load_standin)
 QUICKSTART = Subject("quickstart", "quickstart.ipynb", _write_quickstart, _load_demo)
+SCRUBBER = Subject("scrubber", "scrubber.ipynb", _write_scrubber, _load_demo, unit_after_run=0,
+                   method_after_run="deconvnet")
 
 
 @functools.lru_cache(maxsize=1)
@@ -295,17 +314,16 @@ def demo_available() -> bool:
 
 def ring(frame: npt.NDArray[np.uint8], box: tuple[int, int, int, int] | None,
          color: Sequence[int] = HIGHLIGHT) -> npt.NDArray[np.uint8]:
-    """``frame`` with the overlay's highlight on top: ``stroke_rect(x-1, y-1, w+2, h+2)`` with
-    line width 2 covers exactly the two pixel rows/columns around the box (clipped)."""
+    """``frame`` with the overlay's highlight on top: ``stroke_rect(x+1, y+1, w-2, h-2)`` with
+    line width 2 covers exactly the two outermost pixel rows/columns inside the box."""
     out = frame.copy()
     if box is None:
         return out
     x, y, w, h = box
     height, width = out.shape[:2]
-    y0, y1, x0, x1 = max(0, y - 2), min(height, y + h + 2), max(0, x - 2), min(width, x + w + 2)
     mask = np.zeros((height, width), bool)
-    mask[y0:y1, x0:x1] = True
-    mask[max(0, y):y + h, max(0, x):x + w] = False
+    mask[max(0, y):min(height, y + h), max(0, x):min(width, x + w)] = True
+    mask[y + 2:y + h - 2, x + 2:x + w - 2] = False
     out[mask] = color
     return out
 
