@@ -14,6 +14,7 @@ flags are never touched, and all of this holds when a call raises.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -350,9 +351,27 @@ class Probe:
         self._pass = self._run(batch, key, names, graph=graph)
         return self._pass
 
+    def reduce_batch(self, x: Any, layers: Sequence[str],
+                     reduce: Callable[[torch.Tensor], Any]) -> dict[str, Any]:
+        """``reduce(output)`` of each layer for a batch, computed as the model runs.
+
+        For scans over many images (:func:`~ipydeepvis.core.topk.top_k`): the forward stops at
+        the deepest layer asked for and no layer output is copied or kept, so a scan costs
+        little more than the plain forward. ``reduce`` runs before any later in-place op can
+        change the output, and must not keep references to it.
+        """
+        with self._guard():
+            batch = self._check_input(x, single=False)
+            names = self._resolve_many(layers, batch)
+            record = self._run(batch, self._weights_version(), names, graph=False,
+                               reduce=reduce)
+            return {name: record.outputs[name] for name in names}
+
     def _run(self, batch: torch.Tensor, key: tuple[Any, ...], names: list[str] | None,
-             *, graph: bool) -> _Pass:
-        """Run the model once, capturing layer outputs; stop when ``names`` are all captured."""
+             *, graph: bool, reduce: Callable[[torch.Tensor], Any] | None = None) -> _Pass:
+        """Run the model once, capturing layer outputs; stop when ``names`` are all captured.
+
+        With ``reduce`` (batch scans), a captured output is replaced by ``reduce(output)``."""
         model = self._model
         wanted = None if names is None else set(names)
         reused = {layer.module for layer in self._traced or [] if layer.call is not None}
@@ -360,7 +379,7 @@ class Probe:
         seen: set[str] = set()
         calls: dict[str, int] = {}
         stack: list[tuple[str, nn.Module, int]] = []  # running modules and their call index
-        raw: list[tuple[str, nn.Module, int, torch.Tensor]] = []
+        raw: list[tuple[str, nn.Module, int, Any, tuple[int, ...]]] = []
         modules = [(n, m) for n, m in model.named_modules() if is_layer_module(n, m)]
         if not graph and wanted is not None:  # a batch scan: hook only the layers asked for
             wanted_modules = {name.rpartition(":")[0] if name in reused_sites else name
@@ -392,7 +411,11 @@ class Probe:
                 site = f"{name}:{calls[name]}" if name in reused else name
                 if not graph and wanted is not None and site not in wanted:
                     return None  # batch scans keep only the layers asked for
-                raw.append((name, module, calls[name], output if graph else output.clone()))
+                if graph:
+                    kept: Any = output
+                else:
+                    kept = reduce(output) if reduce is not None else output.clone()
+                raw.append((name, module, calls[name], kept, tuple(output.shape[1:])))
                 seen.add(site)
                 if wanted is not None and wanted <= seen:
                     raise _StopForward
@@ -427,17 +450,16 @@ class Probe:
                 raise ModelForwardError(msg) from exc
 
         multi = reused | {name for name, count in calls.items() if count > 1}
-        outputs: dict[str, torch.Tensor] = {}
+        outputs: dict[str, Any] = {}
         layers: list[LayerInfo] = []
-        for name, module, call, tensor in raw:
-            info = traced_layer(name, module, call if name in multi else None,
-                                tuple(tensor.shape[1:]))
-            outputs[info.name] = tensor
+        for name, module, call, kept, shape in raw:
+            info = traced_layer(name, module, call if name in multi else None, shape)
+            outputs[info.name] = kept
             layers.append(info)
         complete = not stopped and (graph or wanted is None)
         if complete:
             self._traced = layers
-        largest = max((t[0].numel() for t in outputs.values()), default=0)
+        largest = max((math.prod(layer.shape or ()) for layer in layers), default=0)
         return _Pass(key, image, leaf, outputs, complete,
                      rules.coverage(model, multi) if complete and graph else None, largest,
                      result)

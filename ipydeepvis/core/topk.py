@@ -158,9 +158,9 @@ def top_k_many(
         bar = tqdm(total=total, desc=f"top-{k} {', '.join(names)}", unit="img")
     try:
         for batch in _batches(dataset, batch_size, limit):
-            acts = probe.activations(batch, names)
+            best = probe.reduce_batch(batch, names, _strongest)
             for name in names:
-                running[name].update(acts[name], seen)
+                running[name].update(*best[name], seen)
             seen += batch.shape[0]
             if bar is not None:
                 bar.update(batch.shape[0])
@@ -173,6 +173,13 @@ def top_k_many(
             for name in names}
 
 
+def _strongest(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's strongest activation per unit and its flat position, ``(B, C)`` each."""
+    flat = output.flatten(2) if output.dim() > 2 else output[:, :, None]
+    best, where = flat.max(dim=2)
+    return best.float().cpu(), where.cpu()
+
+
 class _Running:
     """Per-unit running top-k of (value, image index, flat position); each image once."""
 
@@ -182,11 +189,9 @@ class _Running:
         self.indices = torch.zeros(0, dtype=torch.long)
         self.where = torch.zeros(0, dtype=torch.long)
 
-    def update(self, acts: torch.Tensor, offset: int) -> None:
-        flat = acts.flatten(2) if acts.dim() > 2 else acts[:, :, None]
-        best, where = flat.max(dim=2)  # (B, C): each image at its strongest place
+    def update(self, best: torch.Tensor, where: torch.Tensor, offset: int) -> None:
         values, where = best.T, where.T  # (C, B)
-        indices = torch.arange(offset, offset + acts.shape[0]).expand(acts.shape[1], -1)
+        indices = torch.arange(offset, offset + best.shape[0]).expand(best.shape[1], -1)
         if self.values is not None:  # earlier images first: a stable sort keeps them first
             values = torch.cat([self.values, values], dim=1)
             indices = torch.cat([self.indices, indices], dim=1)
