@@ -107,6 +107,16 @@ class Probe:
         self._pass: _Pass | None = None
         self._traced: list[LayerInfo] | None = None
         self._vmap_works = True
+        # where every parameter and buffer lives: read on each call (a replaced tensor shows),
+        # without walking the module tree each time
+        self._weight_slots: list[tuple[dict[str, Any], str]] | None = None
+        if not any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
+            self._weight_slots = [
+                (slots, key)
+                for module in model.modules()
+                for slots in (module._parameters, module._buffers)
+                for key in slots
+            ]
         if input_shape is not None:
             shape = tuple(int(s) for s in input_shape)
             dtype = self._dtype()
@@ -334,9 +344,13 @@ class Probe:
         In-place updates (an optimiser step, ``load_state_dict``) bump the version, new
         tensors change the address, so either starts a new recorded pass.
         """
+        if self._weight_slots is None:  # TorchScript modules keep their tensors elsewhere
+            tensors = itertools.chain(self._model.parameters(), self._model.buffers())
+            return tuple((t.data_ptr(), t._version) for t in tensors)
         return tuple(
             (t.data_ptr(), t._version)
-            for t in itertools.chain(self._model.parameters(), self._model.buffers())
+            for slots, key in self._weight_slots
+            if (t := slots.get(key)) is not None
         )
 
     def _ensure_pass(self, batch: torch.Tensor, names: list[str] | None) -> _Pass:

@@ -173,3 +173,17 @@ def test_output_is_the_model_output_from_the_same_pass() -> None:
 def test_coverage_names_the_calls_of_a_reused_relu() -> None:
     report = dv.Probe(SharedRelu(seed=0)).coverage(torch.randn(3, 12, 12))
     assert [c.site for c in report.replaced] == ["relu:1", "relu:2"]
+
+
+def test_replaced_or_reloaded_weights_run_the_model_again() -> None:
+    model = ConvReluPool(seed=0)
+    counter = Counter(model)
+    probe = dv.Probe(model)
+    x = torch.randn(3, 12, 12)
+    first = probe.activations(x)["0"]
+    model[0].weight = nn.Parameter(model[0].weight.detach() * 2)  # a new tensor
+    second = probe.activations(x)["0"]
+    model.load_state_dict(ConvReluPool(seed=1).state_dict())  # copied in place
+    probe.activations(x)
+    assert counter.count == 3
+    assert not torch.equal(first, second)
