@@ -310,7 +310,8 @@ class EpochScrubber(widgets.VBox):
             "accuracy", {k: v for k, v in curves.items() if "acc" in k}, "e2e-acc")
         self._change_fig, self._change_marker = self._figure(
             "relative weight change", self.weight_change(), "e2e-change")
-        self._dead_fig, self._dead_marker = self._figure("dead units", {}, "e2e-dead")
+        self._dead_fig, self._dead_marker = self._figure(
+            "dead units", {name: ([], []) for name in self._conv_layers}, "e2e-dead")
         self._status = widgets.HTML()
         self._status.add_class("e2e-scrubber-status")
         self._errors = widgets.Output()
@@ -336,14 +337,16 @@ class EpochScrubber(widgets.VBox):
         figure.add_class(css)
         return figure, marker
 
-    def _set_curves(self, figure: bq.Figure, marker: bq.Lines,
+    def _set_curves(self, figure: bq.Figure,
                     curves: dict[str, tuple[list[int], list[float]]]) -> None:
-        x_scale, y_scale = figure.axes[0].scale, figure.axes[1].scale
-        marks = [bq.Lines(x=np.asarray(xs, float), y=np.asarray(ys, float),
-                          scales={"x": x_scale, "y": y_scale}, labels=[name],
-                          colors=[LINE_COLORS[i % len(LINE_COLORS)]], display_legend=True)
-                 for i, (name, (xs, ys)) in enumerate(curves.items())]
-        figure.marks = [*marks, marker]
+        """Update the figure's lines in place (by label): replacing marks would close the old
+        mark widgets while a view may still draw them."""
+        lines = {mark.labels[0]: mark for mark in figure.marks if mark.labels}
+        for name, (xs, ys) in curves.items():
+            line = lines.get(name)
+            if line is not None:
+                with line.hold_sync():
+                    line.x, line.y = np.asarray(xs, float), np.asarray(ys, float)
 
     def _slider_moved(self, change: Any) -> None:
         self.epoch = self.epochs[int(change["new"])]
@@ -423,7 +426,7 @@ class EpochScrubber(widgets.VBox):
         done = [e for e, _ in rows]
         self.dead = {name: (done, [self._scans[(e, name)].dead_fraction() for e in done])
                      for name in self._conv_layers}
-        self._set_curves(self._dead_fig, self._dead_marker, self.dead)
+        self._set_curves(self._dead_fig, self.dead)
         self._strip_canvas.show(self._strip_frame(self.strip))
         self._highlight_column()
         stopped = " (stopped)" if len(rows) < len(epochs) else ""
