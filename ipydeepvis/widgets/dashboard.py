@@ -134,6 +134,7 @@ class DeepVis(widgets.VBox):
             msg = f"model must be a torch.nn.Module, got {type(model).__name__}"
             raise UnsupportedModelError(msg)
         self._images, self._labels = _collect_images(images, max_images)
+        self._source, self._source_count = images, len(self._images)
         self._classes = list(classes) if classes is not None else None
         # a data set's labels index its own class list (an ImageFolder's folders), which need
         # not be the model's classes
@@ -167,11 +168,17 @@ class DeepVis(widgets.VBox):
         self._notices: dict[int, str] = {}  # image index -> what an upload changed
         self.timings: dict[str, float] = {}
         self._worker = LatestWins(self._render, self._show_error, threaded=threaded)
+        self._generation = 0  # refresh() starts a new one: cached analysis results are stale
+        self._epoch_models: dict[int, nn.Module] = {}
         self._status = widgets.HTML()
         self._status.add_class("e2e-status")
         self._errors = widgets.Output()
         self._errors.add_class("e2e-errors")
         self.panes = {cls.name: cls(self) for cls in pane_classes}
+        self._pane_workers = {
+            name: LatestWins(pane.job, pane.report, threaded=threaded,  # type: ignore[attr-defined]
+                             on_close=pane.stop, name=f"ipydeepvis-{name}")  # type: ignore[attr-defined]
+            for name, pane in self.panes.items() if getattr(pane, "own_worker", False)}
         self._build_controls()
         self.layer = start_layer
         self.children = [self._controls, self._layout_panes(), self._status, self._errors]
@@ -184,6 +191,8 @@ class DeepVis(widgets.VBox):
         self._ready = True
         first = ("weights",) if self.scrubber is not None else ()
         self._request(*first, "thumbnails", *self.panes)
+        for name in self._pane_workers:
+            self._request_pane(name, run=False)
 
     # ------------------------------------------------------------------ trait rules
 
@@ -290,12 +299,23 @@ class DeepVis(widgets.VBox):
         redraw = [f"draw:{p.name}" for p in self.panes.values() if name in p.display]
         if name == "epoch" and self.scrubber is not None:
             stale.insert(0, "weights")
+        for pane in [p for p in stale if p in getattr(self, "_pane_workers", {})]:
+            stale.remove(pane)
+            self._request_pane(pane, run=False)
         self._request(*stale, *redraw)
 
     def _request(self, *parts: str) -> None:
         """Ask the render worker to bring ``parts`` up to date (once construction is done)."""
+        parts = tuple(p for p in parts if p not in getattr(self, "_pane_workers", {}))
         if self._ready and self._worker is not None and parts:
             self._worker.request(*parts)
+
+    def _request_pane(self, name: str, run: bool) -> None:
+        """Ask a pane with its own worker to show its result for the current state (``run``:
+        compute it if it is not cached)."""
+        worker = self._pane_workers.get(name) if self._ready else None
+        if worker is not None:
+            worker.request("run" if run else "show")
 
     # ------------------------------------------------------------------ public helpers
 
@@ -306,13 +326,46 @@ class DeepVis(widgets.VBox):
             return True
         assert self._worker is not None
         done = self._worker.wait(timeout)
+        for worker in self._pane_workers.values():
+            done = worker.wait(timeout) and done
         if self.scrubber is not None:
             done = self.scrubber.wait(timeout) and done
         return done
 
     def refresh(self) -> None:
-        """Redraw everything from the model as it is now (e.g. after training it some more)."""
+        """Redraw everything from the model as it is now (e.g. after training it some more);
+        the analyses' cached results are not shown again."""
+        self._generation += 1
         self._request("thumbnails", *self.panes)
+        for name in self._pane_workers:
+            self._request_pane(name, run=False)
+
+    def model_at(self, epoch: int) -> nn.Module:
+        """The model with the weights of ``epoch`` (-1: the model as given), for analyses that
+        run beside the main panes: with checkpoints, a module of its own per epoch (the two
+        most recent kept), so no analysis sees the dashboard's weights change under it."""
+        if self.scrubber is None or epoch < 0:
+            assert self._model is not None
+            return self._model
+        model = self._epoch_models.get(epoch)
+        if model is None:
+            loaded = self.scrubber.model(epoch)
+            if loaded is None:
+                msg = f"epoch {epoch} is unavailable: its checkpoint cannot be read"
+                raise InvalidOptionError(msg)
+            model = copy.deepcopy(self._model)  # type: ignore[arg-type]
+            with torch.no_grad():
+                model.load_state_dict(loaded.state_dict())
+            self._epoch_models = {**dict(list(self._epoch_models.items())[-1:]), epoch: model}
+        return model
+
+    def _part_boxes(self) -> torch.Tensor | None:
+        """Object boxes ``(N, 4)`` (x0, y0, x1, y1) of the shown images when their data set
+        can tell them (the embedded Shapes data set can), else None."""
+        boxes = getattr(self._source, "boxes", None)
+        if not callable(boxes) or len(self._images) != self._source_count:
+            return None
+        return torch.as_tensor(boxes(list(range(self._source_count))))
 
     def close(self) -> None:
         """Stop the render worker and free the view: its widgets, the recorded forward pass,
@@ -324,6 +377,9 @@ class DeepVis(widgets.VBox):
         worker = getattr(self, "_worker", None)
         if worker is not None:
             worker.close()
+        for pane_worker in getattr(self, "_pane_workers", {}).values():
+            pane_worker.close()
+        self._epoch_models = {}
         scrubber = getattr(self, "scrubber", None)
         if scrubber is not None:
             scrubber.close()
@@ -334,6 +390,7 @@ class DeepVis(widgets.VBox):
         self._results = {}
         self._job_maps = None
         self._worker = None
+        self._source = None
         extra = [p.widget for p in getattr(self, "panes", {}).values() if p.widget is not None]
         close_widget_tree(self, *extra)
 
