@@ -43,6 +43,7 @@ __all__ = [
     "check_batch_size",
     "check_images",
     "fill_tensor",
+    "images_and_labels",
     "model_of",
 ]
 
@@ -167,6 +168,33 @@ def fill_tensor(fill: Fill, images: torch.Tensor) -> torch.Tensor:
         msg = "fill contains NaN or infinite values"
         raise InvalidOptionError(msg)
     return value.unsqueeze(0).expand(n, c, h, w)
+
+
+def images_and_labels(images: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """An image batch, and labels if the items were ``(image, label)`` pairs."""
+    if isinstance(images, torch.Tensor):
+        return check_images(images, "images"), None
+    try:
+        items = [images[i] for i in range(len(images))]
+    except TypeError as exc:
+        msg = (f"images must be a tensor (N, C, H, W) or a sequence of images or "
+               f"(image, label) pairs, got {type(images).__name__}")
+        raise InvalidInputError(msg) from exc
+    if not items:
+        msg = "images is empty"
+        raise InvalidInputError(msg)
+    pairs = all(isinstance(item, (tuple, list)) and len(item) == 2 for item in items)
+    tensors = [item[0] if pairs else item for item in items]
+    if not all(isinstance(t, torch.Tensor) for t in tensors):
+        msg = "images must hold tensors (C, H, W) (or (image, label) pairs of them)"
+        raise InvalidInputError(msg)
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) != 1:
+        msg = f"images must all have one shape, got {sorted(shapes)!r}"
+        raise InvalidInputError(msg)
+    batch = check_images(torch.stack(tensors), "images")
+    labels = torch.tensor([int(item[1]) for item in items]) if pairs else None
+    return batch, labels
 
 
 @contextmanager

@@ -22,8 +22,8 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
-from ..errors import InvalidInputError, InvalidOptionError, UnitOutOfRangeError
-from .batched import Progress, batched_forward, check_batch_size, check_images
+from ..errors import InvalidOptionError, UnitOutOfRangeError
+from .batched import Progress, batched_forward, check_batch_size, images_and_labels
 from .probe import Probe
 
 __all__ = ["TRANSFORMS", "Invariance", "default_values", "invariance", "transform_images"]
@@ -206,7 +206,7 @@ def invariance(
         With a message naming the bad value and the valid choices.
     """
     _check_transform(transform)
-    batch, pair_labels = _images_and_labels(images)
+    batch, pair_labels = images_and_labels(images)
     n, _c, h, w = batch.shape
     batch_size = check_batch_size(batch_size)
     names = [layers] if isinstance(layers, str) else list(layers)
@@ -342,33 +342,6 @@ def _fill_lists(fill: object, batch: torch.Tensor) -> list[list[float]]:
         msg = f"fill has {len(numbers)} values but the images have {c} channel(s): {fill!r}"
         raise InvalidOptionError(msg)
     return [numbers]
-
-
-def _images_and_labels(images: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """An image batch, and labels if the items were ``(image, label)`` pairs."""
-    if isinstance(images, torch.Tensor):
-        return check_images(images, "images"), None
-    try:
-        items = [images[i] for i in range(len(images))]
-    except TypeError as exc:
-        msg = (f"images must be a tensor (N, C, H, W) or a sequence of images or "
-               f"(image, label) pairs, got {type(images).__name__}")
-        raise InvalidInputError(msg) from exc
-    if not items:
-        msg = "images is empty"
-        raise InvalidInputError(msg)
-    pairs = all(isinstance(item, (tuple, list)) and len(item) == 2 for item in items)
-    tensors = [item[0] if pairs else item for item in items]
-    if not all(isinstance(t, torch.Tensor) for t in tensors):
-        msg = "images must hold tensors (C, H, W) (or (image, label) pairs of them)"
-        raise InvalidInputError(msg)
-    shapes = {tuple(t.shape) for t in tensors}
-    if len(shapes) != 1:
-        msg = f"images must all have one shape, got {sorted(shapes)!r}"
-        raise InvalidInputError(msg)
-    batch = check_images(torch.stack(tensors), "images")
-    labels = torch.tensor([int(item[1]) for item in items]) if pairs else None
-    return batch, labels
 
 
 def _labels(labels: Sequence[int] | torch.Tensor, n: int, classes: int) -> torch.Tensor:
