@@ -18,9 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-import torchvision.transforms.v2.functional as TF
 from torch import nn
-from torchvision.transforms import InterpolationMode
 
 from ..errors import InvalidOptionError, UnitOutOfRangeError
 from .batched import Progress, batched_forward, check_batch_size, images_and_labels
@@ -121,6 +119,10 @@ def transform_images(images: torch.Tensor, transform: str, value: float | Sequen
     Tensor
         Same shape as ``images``; the identity value returns an exact copy.
     """
+    # torchvision is imported here, not at the top: `import ipydeepvis` stays light
+    import torchvision.transforms.v2.functional as TF
+    from torchvision.transforms import InterpolationMode
+
     _check_transform(transform)
     batch = images.unsqueeze(0) if images.dim() == 3 else images
     pair = _translation(value) if transform == "translate" else None
