@@ -131,7 +131,7 @@ def check_batch_size(batch_size: object) -> int:
 
 
 def fill_tensor(fill: Fill, images: torch.Tensor) -> torch.Tensor:
-    """The fill of each image, ``(N, C, H, W)``-broadcastable (``(N, C, 1, 1)`` or more).
+    """The fill of each image, ``(N, C, H, W)`` (an expanded view).
 
     ``"mean"`` is each image's per-channel mean (a flat grey-ish square in any input
     normalisation); a number or one number per channel is taken in the model's input space
@@ -143,7 +143,7 @@ def fill_tensor(fill: Fill, images: torch.Tensor) -> torch.Tensor:
         if fill != "mean":
             msg = f"fill must be 'mean', a number, {c} numbers or a tensor, got {fill!r}"
             raise InvalidOptionError(msg)
-        return images.mean(dim=(2, 3), keepdim=True)
+        return images.mean(dim=(2, 3), keepdim=True).expand(n, c, h, w)
     if isinstance(fill, torch.Tensor):
         value = fill.detach().to(images.device, images.dtype)
     elif isinstance(fill, (int, float)) and not isinstance(fill, bool):
