@@ -82,15 +82,16 @@ def model_of(model_or_probe: nn.Module | Probe) -> tuple[nn.Module, Probe]:
 
 
 def resolve_sites(probe: Probe, names: Sequence[str], sample: torch.Tensor) -> list[Site]:
-    """Resolve layer names with the probe; reused modules need a traced probe, so a name the
-    untraced probe does not know triggers one forward pass of ``sample`` through it."""
+    """Resolve layer names with the probe's names (``"module:call"`` for reused modules).
+
+    Which modules are reused is only known once the probe has seen an input, so an untraced
+    probe first runs ``sample`` (one image) through the model.
+    """
+    if names and all(layer.shape is None for layer in probe.layers):
+        probe.activations(sample, layers=[names[0]])  # traces the model (or raises)
     sites = []
     for name in names:
-        try:
-            info = probe.layer(name)
-        except LayerNotFoundError:
-            probe.activations(sample, layers=[name])  # traces the model, or raises the error
-            info = probe.layer(name)
+        info = probe.layer(name)
         if info.call is None:
             sites.append(Site(info.name, info.name, 1))
         else:

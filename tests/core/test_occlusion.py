@@ -109,8 +109,10 @@ def test_unit_target_sums_the_map_and_stops_at_the_layer() -> None:
     body = ConvReluPool(inplace=True, seed=1)  # conv "0" is followed by an in-place ReLU
     model = nn.Sequential(*body, Head())
     image = torch.randn(3, 12, 12, generator=seeded(2))
-    result = dv.occlusion(model, image, target=("0", 2), patch=3, stride=2, fill=0.0)
-    assert Head.calls == 0
+    probe = dv.Probe(model, input_shape=(3, 12, 12))  # traced once: layer names are known
+    Head.calls = 0
+    result = dv.occlusion(probe, image, target=("0", 2), patch=3, stride=2, fill=0.0)
+    assert Head.calls == 0  # every occluded batch stopped at layer "0"
     fill = torch.zeros_like(image)
     _, _, sums = reference(body[0], image, (3, 3), (2, 2), fill, lambda out: out[0, 2].sum())
     np.testing.assert_allclose(result.activation, sums, rtol=1e-5, atol=1e-5)
