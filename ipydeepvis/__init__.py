@@ -9,8 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from . import demo, errors
-from .core import LayerInfo, Probe, RectifierCoverage, TopK, top_k
+from .core import (
+    Correspondence,
+    Invariance,
+    LayerInfo,
+    OcclusionMap,
+    Probe,
+    RectifierCoverage,
+    TopK,
+    top_k,
+)
 from .core.checkpoints import CheckpointSeries
+from .core.correspondence import correspondence
+from .core.invariance import invariance
+from .core.occlusion import occlusion
 from .data import Shapes
 from .errors import DeepVisError
 
@@ -18,17 +30,23 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointSeries",
+    "Correspondence",
     "DeepVis",
     "DeepVisError",
     "EpochScrubber",
+    "Invariance",
     "LayerInfo",
+    "OcclusionMap",
     "Probe",
     "RectifierCoverage",
     "Shapes",
     "TopK",
     "__version__",
+    "correspondence",
     "demo",
     "errors",
+    "invariance",
+    "occlusion",
     "top_k",
 ]
 
