@@ -133,7 +133,7 @@ class JobPane(Pane):
         key = (self.key(state), view._generation)
         cached = self.cache.get(key)
         if cached is not None:
-            self._show(cached, state, "")
+            self._show(cached, state, "from the cache")
             return
         if "run" not in parts and not self.auto:
             self.result, self.state = None, state
@@ -424,7 +424,8 @@ class InvariancePane(JobPane):
         return self.figures[title]
 
     def summary(self, result: Any, state: ViewState) -> str:
-        return f"{result.transform}: {len(result.values)} values x {result.probability.shape[0]} images"
+        images = result.probability.shape[0]
+        return f"{result.transform}: {len(result.values)} values x {images} images"
 
 
 class CorrespondencePane(JobPane):

@@ -34,6 +34,7 @@ from ..errors import (
     ViewClosedError,
 )
 from ._base import LatestWins, close_widget_tree, report_error
+from .analyses import ANALYSIS_PANES
 from .epochs import EpochScrubber
 from .panes import DEFAULT_PANES, GRID_WIDTH, PANE, InputPane, Pane, ViewState
 from .tiles import TileCanvas
@@ -74,7 +75,9 @@ class DeepVis(widgets.VBox):
         Compute in a background thread where the newest request wins (default). False computes
         inside each event, which scripts and tests may prefer.
     panes : sequence of Pane classes, optional
-        What the dashboard shows (default :data:`~ipydeepvis.widgets.panes.DEFAULT_PANES`).
+        What the dashboard shows: by default the main row
+        (:data:`~ipydeepvis.widgets.panes.DEFAULT_PANES`) and the analyses in tabs below it
+        (:data:`~ipydeepvis.widgets.analyses.ANALYSIS_PANES`).
 
     Notes
     -----
@@ -120,7 +123,7 @@ class DeepVis(widgets.VBox):
         self.panes: dict[str, Pane] = {}
         try:
             self._setup(model, images, checkpoints, classes, preprocess, max_images,
-                        probe_size, threaded, panes or DEFAULT_PANES)
+                        probe_size, threaded, panes or (*DEFAULT_PANES, *ANALYSIS_PANES))
         except BaseException:
             self.close()  # a failed constructor leaves no thread, widget or copy behind
             raise
