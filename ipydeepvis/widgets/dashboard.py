@@ -180,7 +180,8 @@ class DeepVis(widgets.VBox):
         self.panes = {cls.name: cls(self) for cls in pane_classes}
         self._pane_workers = {
             name: LatestWins(pane.job, pane.report, threaded=threaded,  # type: ignore[attr-defined]
-                             on_close=pane.stop, name=f"ipydeepvis-{name}")  # type: ignore[attr-defined]
+                             on_close=pane.stop, name=f"ipydeepvis-{name}",  # type: ignore[attr-defined]
+                             lazy=True)
             for name, pane in self.panes.items() if getattr(pane, "own_worker", False)}
         self._build_controls()
         self.layer = start_layer
@@ -317,8 +318,16 @@ class DeepVis(widgets.VBox):
         """Ask a pane with its own worker to show its result for the current state (``run``:
         compute it if it is not cached)."""
         worker = self._pane_workers.get(name) if self._ready else None
-        if worker is not None:
-            worker.request("run" if run else "show")
+        if worker is None:
+            return
+        if not run and not worker.started:  # nothing computed yet: say so without a thread
+            pane = self.panes[name]
+            try:
+                pane.job({"show"})  # type: ignore[attr-defined]
+            except Exception as exc:
+                pane.report(exc)  # type: ignore[attr-defined]
+            return
+        worker.request("run" if run else "show")
 
     # ------------------------------------------------------------------ public helpers
 

@@ -119,7 +119,10 @@ def test_invariance_and_correspondence_panes_show_the_core_numbers(demo: object)
 def test_closing_stops_the_analysis_workers(demo: object) -> None:
     before = threading.active_count()
     view = dv.DeepVis(demo.model, demo.dataset, classes=demo.classes, max_images=4)
-    assert threading.active_count() >= before + 4  # main + three analysis workers
+    assert threading.active_count() == before + 1  # analysis workers start on first Run
+    for name in ("occlusion", "invariance", "correspondence"):
+        view.panes[name].request(run=True)
+    assert threading.active_count() == before + 4
     view.close()
     for _ in range(100):
         if threading.active_count() <= before:
