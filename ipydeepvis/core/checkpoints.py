@@ -719,10 +719,12 @@ def _torch_load(path: Path, *, mmap: bool = False) -> Any:
             raise
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "Weights only load failed" not in text or not _starts_like_checkpoint(path):
+        weights_only = "Weights only load failed" in text
+        if not weights_only or not _starts_like_checkpoint(path):
             reason = _torch_reason(text)
             msg = f"cannot read {str(path)!r}: the file is truncated or corrupt ({reason})."
-            raise CheckpointError(msg) from None  # torch's own text advises unsafe loading
+            # torch's weights-only text advises loading unsafely: do not pass it on.
+            raise CheckpointError(msg) from (None if weights_only else exc)
         found = _unsafe_globals(path, text)
         if found:
             what = f"the Python object(s) {_listing(found, 4)}"
