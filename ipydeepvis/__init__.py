@@ -50,3 +50,8 @@ def __getattr__(name: str) -> Any:
         return getattr(loaded, attribute) if attribute else loaded
     msg = f"module 'ipydeepvis' has no attribute {name!r}"
     raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, for tab completion."""
+    return sorted(set(globals()) | set(__all__))
