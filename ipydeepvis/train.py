@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ipydeepvis.checkpoints import CheckpointSeries
-from ipydeepvis.core.checkpoints import MANIFEST_FORMAT, MANIFEST_NAME
+from ipydeepvis.core.checkpoints import MANIFEST_FORMAT, MANIFEST_NAME, MAX_EPOCH
 from ipydeepvis.data.shapes import Shapes, ShapesConfig
 from ipydeepvis.errors import CheckpointError, InvalidOptionError
 from ipydeepvis.models import build_model, model_config
@@ -113,6 +114,9 @@ class TrainConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 msg = f"{name}={value!r} is not valid: use a positive int."
                 raise InvalidOptionError(msg)
+        if self.epochs > MAX_EPOCH:
+            msg = f"epochs={self.epochs!r} is not valid: a series holds epochs 0 .. {MAX_EPOCH}."
+            raise InvalidOptionError(msg)
         for name in ("seed", "data_seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
@@ -195,7 +199,7 @@ def train(
         msg = f"threads={threads!r} is not valid: use a positive int (or None)."
         raise InvalidOptionError(msg)
     out_dir = Path(out)
-    _prepare_out(out_dir, [_checkpoint_name(e) for e in config.save_epochs], overwrite=overwrite)
+    _prepare_out(out_dir, config.save_epochs, overwrite=overwrite)
     try:
         with _torch_threads(threads):
             _run(config, out_dir, progress=progress)
@@ -241,9 +245,10 @@ def _run(cfg: TrainConfig, out_dir: Path, *, progress: bool) -> None:
         "complete": False,
     }
 
+    _write_manifest(out_dir, manifest)  # first, so that no file of ours is ever unlisted
     if 0 in cfg.save_epochs:
         _save_checkpoint(model, out_dir, 0, manifest)
-    _write_manifest(out_dir, manifest)
+        _write_manifest(out_dir, manifest)
 
     bar = tqdm(total=total_steps, disable=not progress, unit="batch", desc="train")
     try:
@@ -356,7 +361,7 @@ def _checkpoint_name(epoch: int) -> str:
     return f"epoch_{epoch:03d}.safetensors"
 
 
-def _prepare_out(out_dir: Path, names: Sequence[str], *, overwrite: bool) -> None:
+def _prepare_out(out_dir: Path, epochs: Sequence[int], *, overwrite: bool) -> None:
     """Create ``out_dir``; refuse anything not ours in it; with ``overwrite``, clear our series.
 
     Every check runs before anything is removed, so a refusal leaves the folder as it was.
@@ -365,8 +370,8 @@ def _prepare_out(out_dir: Path, names: Sequence[str], *, overwrite: bool) -> Non
     ----------
     out_dir : Path
         Where the series goes.
-    names : sequence of str
-        The checkpoint files this run will write.
+    epochs : sequence of int
+        The epochs this run will save (``epoch_NNN.safetensors``).
     overwrite : bool
         Remove a series that ``ipydeepvis train`` wrote there (its listed files we wrote,
         and its manifest) instead of refusing.
@@ -401,7 +406,15 @@ def _prepare_out(out_dir: Path, names: Sequence[str], *, overwrite: bool) -> Non
                 "overwrite=True (--force) to replace it."
             )
             raise CheckpointError(msg)
-    clash = [n for n in names if _exists(out_dir / n) and out_dir / n not in ours]
+    clash = []
+    for epoch in epochs:
+        path = out_dir / _checkpoint_name(epoch)
+        if not _exists(path) or path in ours:
+            continue
+        if has_manifest and _is_our_checkpoint(path, str(epoch)):
+            ours.append(path)  # ours, written just before a run of ours stopped
+        else:
+            clash.append(path.name)
     if clash:
         kind = "a" if has_manifest else "no"
         msg = (
@@ -460,32 +473,36 @@ def _our_series_files(out_dir: Path) -> tuple[list[Path], str]:
         return [], f"its {MANIFEST_NAME} has no 'checkpoints' object"
     files = []
     for key, name in checkpoints.items():
-        if not (isinstance(key, str) and key.isdigit() and name == _checkpoint_name(int(key))):
+        if not (re.fullmatch(r"[0-9]{1,9}", key) and name == _checkpoint_name(int(key))):
             return [], (
                 f"its {MANIFEST_NAME} lists {name!r} for epoch {key!r}, a file that "
                 "ipydeepvis train never writes"
             )
         path = out_dir / name
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            return [], f"{name!r} (listed for epoch {key}) is not a regular file"
-        if not path.exists():
+        if not _exists(path):
             continue  # already gone
-        if _safetensors_metadata(path) != {"epoch": key}:
+        if not _is_our_checkpoint(path, key):
             return [], (
-                f"{name!r} (listed for epoch {key}) is not the file ipydeepvis train wrote "
-                f"(its safetensors header does not record epoch {key})"
+                f"{name!r} (listed for epoch {key}) is not the file ipydeepvis train wrote (a "
+                f"regular safetensors file whose header records epoch {key})"
             )
         files.append(path)
     return files, ""
 
 
-def _safetensors_metadata(path: Path) -> dict[str, str] | None:
-    """The metadata of a safetensors file, or ``None`` when it is not one."""
+def _is_our_checkpoint(path: Path, epoch: str) -> bool:
+    """Whether ``path`` is a checkpoint ``train`` wrote for ``epoch``.
+
+    A regular file (not a link) in safetensors format whose metadata is exactly what
+    :func:`_save_checkpoint` writes: ``{"epoch": epoch}``.
+    """
+    if path.is_symlink() or not path.is_file():
+        return False
     try:
         with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
+            return dict(f.metadata() or {}) == {"epoch": epoch}
     except Exception:  # any failure: not a safetensors file we wrote
-        return None
+        return False
 
 
 @contextmanager

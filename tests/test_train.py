@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from ipydeepvis.cli import main
 from ipydeepvis.core.checkpoints import MANIFEST_NAME, CheckpointSeries
@@ -91,6 +92,9 @@ def test_save_epochs() -> None:
         TrainConfig(epochs=5, save_epochs=(1, 7))
     with pytest.raises(InvalidOptionError, match="epochs=0 is not valid"):
         TrainConfig(epochs=0)
+    with pytest.raises(InvalidOptionError, match=r"epochs=1000001 is not valid: a series holds "
+                       r"epochs 0 \.\. 1000000"):  # fmt: skip
+        TrainConfig(epochs=10**6 + 1)
 
 
 def test_epoch_zero_saves_the_initial_weights(tmp_path: Path) -> None:
@@ -238,6 +242,25 @@ def test_force_refuses_our_manifest_when_a_listed_file_was_replaced(tmp_path: Pa
     before = _snapshot(out)
     with pytest.raises(CheckpointError, match=r"epoch_001\.safetensors.*not .*written by "
                        r"ipydeepvis"):  # fmt: skip
+        _tiny_force(out)
+    assert _snapshot(out) == before
+
+
+def test_force_takes_back_a_checkpoint_a_stopped_run_of_ours_left_unlisted(
+    tmp_path: Path,
+) -> None:
+    """A run stopped between writing a checkpoint and listing it: the file is still ours."""
+    out = tmp_path / "run"
+    _tiny(out, epochs=1)
+    weights = {"w": torch.ones(2)}
+    save_file(weights, str(out / "epoch_002.safetensors"), metadata={"epoch": "2"})
+    series = train(out, config=TrainConfig(epochs=2, save_epochs=(2,), **TINY), threads=1,
+                   progress=False, overwrite=True)  # fmt: skip
+    assert series.epochs == [2] and "features.conv1.weight" in series.load(2)
+    # Stamped for another epoch: not what we wrote there, so refused.
+    save_file(weights, str(out / "epoch_001.safetensors"), metadata={"epoch": "7"})
+    before = _snapshot(out)
+    with pytest.raises(CheckpointError, match=r"epoch_001\.safetensors would be overwritten"):
         _tiny_force(out)
     assert _snapshot(out) == before
 
