@@ -25,8 +25,8 @@ from torch import nn
 from traitlets import Float, Int, TraitError, Tuple, Unicode, observe, validate
 
 from .. import render
+from ..checkpoints import CheckpointSeries
 from ..core import METHODS, Probe
-from ..core.checkpoints import CheckpointSeries
 from ..errors import (
     InvalidInputError,
     InvalidOptionError,
