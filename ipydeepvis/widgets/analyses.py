@@ -27,8 +27,13 @@ import torch
 from .. import render
 from ..core.cache import ByteLRU, tensor_bytes
 from ..core.correspondence import correspondence
+from ..core.index import TopKIndex
+from ..core.indexing import build_index
 from ..core.invariance import invariance
+from ..core.maximize import MaximizeParams, MaximizeResult, MaximizeState, maximize, maximize_params
 from ..core.occlusion import OcclusionMap, occlusion
+from ..core.topk import Entry
+from ..core.topk_images import Crops, patches, projections
 from ._base import report_error
 from .panes import PANE, Pane, ViewState
 from .tiles import TileCanvas
@@ -42,6 +47,8 @@ __all__ = [
     "InvariancePane",
     "JobPane",
     "OcclusionPane",
+    "OptimizePane",
+    "TopImagesPane",
     "heat_rgba",
 ]
 
@@ -485,6 +492,322 @@ class CorrespondencePane(JobPane):
         return f"{len(self.view._images)} images, {len(result.parts)} parts"
 
 
-ANALYSIS_PANES: tuple[type[Pane], ...] = (OcclusionPane, InvariancePane, CorrespondencePane)
+class OptimizePane(JobPane):
+    """Yosinski et al. (2015): the image the selected unit likes best, found by regularized
+    gradient ascent, streamed to the canvas while it runs; the objective curve beside it."""
+
+    name = "optimize"
+    title = "optimize"
+    depends = frozenset({"epoch", "layer", "unit"})
+    preview_every: ClassVar[int] = 5
+
+    def __init__(self, view: DeepVis) -> None:
+        super().__init__(view)
+        height, width = (int(s) for s in view._images[0].shape[-2:])
+        self.preset = widgets.ToggleButtons(options=[("1", 1), ("2", 2), ("3", 3), ("4", 4)],
+                                            value=3, description="preset",
+                                            style={"button_width": "40px"},
+                                            tooltips=["Table 1 row 1", "row 2",
+                                                      "row 3 (most of the paper's images)",
+                                                      "row 4"])
+        self.preset.add_class("e2e-optimize-preset")
+        slider = {"continuous_update": False, "style": {"description_width": "110px"}}
+        self.decay = widgets.BoundedFloatText(1e-4, min=0.0, max=0.99, step=1e-4,
+                                              description="L2 decay",
+                                              style={"description_width": "110px"},
+                                              layout=widgets.Layout(width="260px"))
+        self.blur_sigma = widgets.FloatSlider(1.0, min=0.0, max=3.0, step=0.1,
+                                              description="blur width px", **slider)
+        self.blur_every = widgets.IntSlider(4, min=0, max=20, description="blur every",
+                                            **slider)
+        self.norm_pct = widgets.FloatSlider(0.0, min=0.0, max=95.0, step=5.0,
+                                            description="norm clip %", **slider)
+        self.contrib_pct = widgets.FloatSlider(0.0, min=0.0, max=95.0, step=5.0,
+                                               description="contrib clip %", **slider)
+        self.steps = widgets.IntSlider(200, min=10, max=1000, step=10, description="steps",
+                                       **slider)
+        self.size = widgets.IntSlider(max(height, width), min=16, max=max(256, height, width),
+                                      step=8, description="size px", **slider)
+        self.lr_scale = widgets.ToggleButtons(options=[("literal lr", 1.0), ("auto", "auto")],
+                                              value=1.0, description="step",
+                                              tooltips=["the preset's learning rate as "
+                                                        "translated from Caffe units",
+                                                        "rescaled per unit at the first step "
+                                                        "(small nets)"])
+        self._options = [self.decay, self.blur_sigma, self.blur_every, self.norm_pct,
+                         self.contrib_pct, self.steps, self.size, self.lr_scale]
+        self._applying = False
+        self.preset.observe(self._preset_chosen, names="value")
+        for control in self._options:
+            control.observe(self._option_changed, names="value")
+        self.controls = [self.preset,
+                         widgets.HBox([widgets.VBox([self.decay, self.blur_sigma,
+                                                     self.blur_every, self.steps]),
+                                       widgets.VBox([self.norm_pct, self.contrib_pct,
+                                                     self.size, self.lr_scale])])]
+        self.canvas = TileCanvas(PANE, PANE, "e2e-optimize-image")
+        x, y = bq.LinearScale(), bq.LinearScale()
+        self.objective = bq.Lines(x=[], y=[], scales={"x": x, "y": y},
+                                  colors=["#1f77b4", "#ff7f0e"], labels=["objective", "best"],
+                                  display_legend=True)
+        self.argmax = bq.Lines(x=[], y=[], scales={"x": x, "y": y}, colors=["#d62728"],
+                               line_style="dashed", labels=["layer argmax from"],
+                               display_legend=True)
+        self.figure = bq.Figure(marks=[self.objective, self.argmax], animation_duration=0,
+                                axes=[bq.Axis(scale=x, label="step", tick_format="d"),
+                                      bq.Axis(scale=y, orientation="vertical",
+                                              tick_format=".3g")],
+                                layout=widgets.Layout(width="420px", height="260px"),
+                                fig_margin={"top": 20, "bottom": 40, "left": 60, "right": 130},
+                                legend_location="top-right")
+        self.figure.add_class("e2e-optimize-curve")
+        self._trace: list[tuple[int, float, float]] = []
+        self.outputs = [widgets.HBox([self.canvas, self.figure])]
+        self._preset_chosen({"new": self.preset.value})
+        self.assemble("The image this unit likes best (Yosinski et al. 2015): gradient ascent "
+                      "from grey noise with the paper's regularizers; presets are Table 1. "
+                      "The picture updates while it runs.")
+
+    def params(self) -> MaximizeParams:
+        """The run's parameters from the controls."""
+        return maximize_params(
+            self.preset.value, decay=self.decay.value, blur_sigma=self.blur_sigma.value,
+            blur_every=self.blur_every.value, norm_pct=self.norm_pct.value,
+            contrib_pct=self.contrib_pct.value, steps=self.steps.value,
+            size=(self.size.value, self.size.value), lr_scale=self.lr_scale.value)
+
+    def _preset_chosen(self, change: Any) -> None:
+        """Put a preset's regularizers on the sliders (steps and size stay as chosen)."""
+        preset = maximize_params(change["new"])
+        self._applying = True
+        try:
+            self.decay.value = preset.decay
+            self.blur_sigma.value = preset.blur_sigma
+            self.blur_every.value = preset.blur_every
+            self.norm_pct.value = preset.norm_pct
+            self.contrib_pct.value = preset.contrib_pct
+        finally:
+            self._applying = False
+        self.request()
+
+    def _option_changed(self, _change: Any) -> None:
+        if not self._applying:
+            self.request()
+
+    def key(self, state: ViewState) -> Hashable:
+        return (state.epoch, state.layer, state.unit, self.params())
+
+    def compute(self, state: ViewState) -> MaximizeResult:
+        view = self.view
+        params = self.params()
+        self._trace = []
+        channels = int(view._images[0].shape[0])
+
+        def callback(step: int, run: MaximizeState) -> bool:
+            self._trace.append((step, float(run.objective[0]), float(run.best[0])))
+            if run.images is not None:
+                self._draw_image(run.images[0])
+                self._draw_curve(self._trace, int(run.argmax_step[0]))
+            return self.progress(step + 1, run.steps)
+
+        return maximize(view.model_at(state.epoch), state.layer, state.unit, params=params,
+                        preprocess=view._preprocess, channels=channels, callback=callback,
+                        every=self.preview_every)
+
+    def draw(self, result: MaximizeResult, state: ViewState) -> None:
+        self._draw_image(result.images[0])
+        history = result.history
+        trace = [(i, float(history.objective[i, 0]), float(history.best[i, 0]))
+                 for i in range(history.objective.shape[0])]
+        self._draw_curve(trace, int(history.argmax_step[0]))
+
+    def _draw_image(self, image: torch.Tensor) -> None:
+        self.canvas.show(render.to_rgba(render.resize_nearest(render.image_to_uint8(image),
+                                                              PANE, PANE)))
+
+    def _draw_curve(self, trace: list[tuple[int, float, float]], argmax_step: int) -> None:
+        steps = np.array([t[0] for t in trace], dtype=np.float64)
+        values = np.array([[t[1] for t in trace], [t[2] for t in trace]], dtype=np.float64)
+        with self.objective.hold_sync():
+            self.objective.x, self.objective.y = steps, values
+        if argmax_step >= 0 and len(trace):
+            low, high = float(np.nanmin(values)), float(np.nanmax(values))
+            self.argmax.x, self.argmax.y = [argmax_step, argmax_step], [low, high]
+        else:
+            self.argmax.x, self.argmax.y = [], []
+
+    def clear(self) -> None:
+        self.objective.x, self.objective.y = [], []
+        self.argmax.x, self.argmax.y = [], []
+
+    def result_bytes(self, result: Any) -> int:
+        return (tensor_bytes(result.images) + tensor_bytes(result.last)
+                + result.history.objective.nbytes * 3)
+
+    def summary(self, result: MaximizeResult, state: ViewState) -> str:
+        step = int(result.history.argmax_step[0])
+        became = f"its layer's argmax from step {step}" if step >= 0 else \
+            "never its layer's argmax"
+        return (f"unit {state.unit}: best {float(result.best[0]):.4g} after "
+                f"{result.steps_run} steps; {became}")
+
+    def frames(self) -> dict[str, npt.NDArray[np.uint8] | None]:
+        return {"optimize": self.canvas.frame}
+
+
+class _Preprocessed(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """A data set's images as the model takes them (the dashboard's ``preprocess`` applied)."""
+
+    def __init__(self, data: Any, preprocess: Any) -> None:
+        self.data, self.preprocess = data, preprocess
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> Any:
+        item = self.data[index]
+        image = item[0] if isinstance(item, (tuple, list)) else item
+        return self.preprocess(image) if self.preprocess is not None else image
+
+
+class TopImagesPane(JobPane):
+    """Zeiler & Fergus Fig. 2: the unit's top-9 images (receptive-field patches) and the
+    deconvnet projection of each, 3 x 3 side by side; click a patch to make it the input."""
+
+    name = "top"
+    title = "top images"
+    depends = frozenset({"epoch", "layer", "unit", "method"})
+    k: ClassVar[int] = 9
+    cell: ClassVar[int] = 60
+
+    def __init__(self, view: DeepVis) -> None:
+        super().__init__(view)
+        self.patches_canvas = TileCanvas(3 * self.cell + 2, 3 * self.cell + 2, "e2e-top-patches")
+        self.projections_canvas = TileCanvas(3 * self.cell + 2, 3 * self.cell + 2,
+                                             "e2e-top-projections")
+        self.patches_canvas.on_click(self.click)
+        self.source = widgets.HTML()
+        self.outputs = [widgets.HBox([
+            widgets.VBox([widgets.HTML("<b>top images</b> (receptive field; click one)"),
+                          self.patches_canvas]),
+            widgets.VBox([widgets.HTML("<b>their projections</b>"), self.projections_canvas]),
+        ]), self.source]
+        self._built = ByteLRU(16 * 2**20, "top-k indexes built on the dashboard's images")
+        self.assemble("The images of the data set that drive this unit hardest, cropped to "
+                      "its receptive field, and what of each the unit sees (Zeiler &amp; "
+                      "Fergus Fig. 2). Pass <code>index=</code> (a data-set index from "
+                      "<code>ipydeepvis index</code> or <code>dv.build_index</code>) or press "
+                      "Run to index the dashboard's own images.")
+
+    # -- which index and data -----------------------------------------------------------------
+
+    def index_for(self, state: ViewState) -> tuple[TopKIndex | None, Any]:
+        """The index for the state's epoch and layer, and the data it indexes (or None)."""
+        given = self.view._index
+        if given is not None:
+            index = given.get(state.epoch, given.get(None)) if isinstance(given, dict) \
+                else given
+            if index is not None and state.layer in index.scans:
+                return index, self.view._source
+        built = self._built.get((state.epoch, state.layer, self.view._generation))
+        return built, self.view._images if built is not None else None
+
+    def key(self, state: ViewState) -> Hashable:
+        index, _data = self.index_for(state)
+        which = id(index) if index is not None else None
+        return (state.epoch, state.layer, state.unit, state.method, which)
+
+    def job(self, parts: set[str]) -> None:
+        index, _data = self.index_for(self.view._snapshot())
+        self.auto = index is not None  # with an index, a unit change shows its images at once
+        super().job(parts)
+
+    def compute(self, state: ViewState) -> tuple[Crops, Crops, str]:
+        view = self.view
+        model = view.model_at(state.epoch)
+        index, data = self.index_for(state)
+        if index is None:
+            inputs = torch.stack([view._model_input(img) for img in view._images])
+            index = build_index(model, inputs, [state.layer], k=min(self.k, len(inputs)),
+                                callback=self.progress,
+                                epoch=state.epoch if state.epoch >= 0 else None)
+            if self.stopping.is_set():
+                return _empty_crops(), _empty_crops(), "stopped"
+            self._built.put((state.epoch, state.layer, view._generation), index)
+            data = view._images
+        scan = index[state.layer]
+        shown = patches(model, data, scan, state.unit)
+        projected = projections(model, _Preprocessed(data, view._preprocess), scan, state.unit,
+                                method=state.method)
+        where = ("the dashboard's images" if data is view._images
+                 else f"the index ({index.seen} of {index.length} images)")
+        return shown, projected, where
+
+    def result_bytes(self, result: Any) -> int:
+        return tensor_bytes(result[0].images) + tensor_bytes(result[1].images)
+
+    def draw(self, result: tuple[Crops, Crops, str], state: ViewState) -> None:
+        shown, projected, where = result
+        if not shown.entries:
+            self.clear()
+            return
+        patch_tiles = [render.image_to_uint8(crop) for crop in shown.images]
+        projection_tiles = [render.projection_picture(crop) for crop in projected.images]
+        self.patches_canvas.show(self._sheet(patch_tiles))
+        self.projections_canvas.show(self._sheet(projection_tiles))
+        values = ", ".join(f"{entry.value:.3g}" for entry in shown.entries)
+        self.source.value = f"from {where}; activations {values}"
+
+    def _sheet(self, tiles: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.uint8]:
+        cells = np.stack([render.resize_nearest(t, self.cell, self.cell) for t in tiles])
+        sheet = render.tile_grid(cells, 3, 1, background=255)
+        full = np.full((3 * self.cell + 2, 3 * self.cell + 2, 3), 255, dtype=np.uint8)
+        full[:sheet.shape[0], :sheet.shape[1]] = sheet
+        return render.to_rgba(full)
+
+    def entry_at(self, x: float, y: float) -> Entry | None:
+        """The top-k entry whose patch is under canvas pixel ``(x, y)``."""
+        if self.result is None:
+            return None
+        col, row = int(x // (self.cell + 1)), int(y // (self.cell + 1))
+        k = row * 3 + col
+        entries = self.result[0].entries
+        return entries[k] if 0 <= col < 3 and 0 <= k < len(entries) else None
+
+    def click(self, x: float, y: float) -> None:
+        """Make the clicked patch's image the input, seeded at the unit's position there."""
+        entry = self.entry_at(x, y)
+        if entry is None or self.state is None:
+            return
+        view = self.view
+        index, data = self.index_for(self.state)
+        if data is view._images:
+            image_index = entry.index
+        else:
+            item = data[entry.index]
+            image_index = view.add_image(item[0] if isinstance(item, (tuple, list)) else item)
+        with view.hold_trait_notifications():
+            view.image_index = image_index
+            if entry.position:
+                view.clicked = tuple(entry.position)  # type: ignore[assignment]
+                view.position = "clicked"
+
+    def clear(self) -> None:
+        self.source.value = ""
+
+    def summary(self, result: Any, state: ViewState) -> str:
+        return f"unit {state.unit}: {len(result[0].entries)} top images"
+
+    def frames(self) -> dict[str, npt.NDArray[np.uint8] | None]:
+        return {"top_patches": self.patches_canvas.frame,
+                "top_projections": self.projections_canvas.frame}
+
+
+def _empty_crops() -> Crops:
+    return Crops(torch.zeros(0, 0, 0, 0), [], [])
+
+
+ANALYSIS_PANES: tuple[type[Pane], ...] = (TopImagesPane, OptimizePane, OcclusionPane, InvariancePane,
+                                          CorrespondencePane)
 """The analysis panes ``DeepVis`` adds below its main row (in tabs)."""
 

@@ -74,6 +74,9 @@ class DeepVis(widgets.VBox):
     threaded : bool
         Compute in a background thread where the newest request wins (default). False computes
         inside each event, which scripts and tests may prefer.
+    index : TopKIndex, path, or dict of epoch to TopKIndex, optional
+        A data-set index of ``images`` (``ipydeepvis index`` / ``dv.build_index``) for the
+        top-images pane; without it the pane indexes the dashboard's own images on Run.
     panes : sequence of Pane classes, optional
         What the dashboard shows: by default the main row
         (:data:`~ipydeepvis.widgets.panes.DEFAULT_PANES`) and the analyses in tabs below it
@@ -114,6 +117,7 @@ class DeepVis(widgets.VBox):
         probe_size: int = 300,
         threaded: bool = True,
         panes: Sequence[type[Pane]] | None = None,
+        index: Any = None,
     ) -> None:
         super().__init__()
         self._ready = False
@@ -122,6 +126,7 @@ class DeepVis(widgets.VBox):
         self.scrubber: EpochScrubber | None = None
         self.panes: dict[str, Pane] = {}
         try:
+            self._index = _load_index(index)
             self._setup(model, images, checkpoints, classes, preprocess, max_images,
                         probe_size, threaded, panes or (*DEFAULT_PANES, *ANALYSIS_PANES))
         except BaseException:
@@ -773,6 +778,21 @@ def _one_of(name: str, value: object, choices: Sequence[str]) -> str:
         msg = f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
         raise TraitError(msg)
     return str(value)
+
+
+def _load_index(index: Any) -> Any:
+    """A TopKIndex (or ``{epoch: TopKIndex}``) from what the user passed, paths loaded."""
+    from ..core.index import TopKIndex
+
+    if index is None or isinstance(index, TopKIndex):
+        return index
+    if isinstance(index, dict):
+        return {epoch: _load_index(value) for epoch, value in index.items()}
+    if isinstance(index, (str, Path)):
+        return TopKIndex.load(index)
+    msg = (f"index must be a TopKIndex, a path to one, or a dict of epoch to TopKIndex, got "
+           f"{type(index).__name__}")
+    raise InvalidOptionError(msg)
 
 
 def _check_count(name: str, value: object) -> None:
