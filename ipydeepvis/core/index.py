@@ -122,6 +122,20 @@ class TopKIndex:
         position)`` rows (fewer than ``k`` when fewer images were scanned)."""
         return self[layer].entries(unit)
 
+    def patches(self, model: Any, data: Any, layer: str, unit: int, **options: Any) -> Any:
+        """Receptive-field patches of ``unit``'s top images
+        (:func:`~ipydeepvis.core.topk_images.patches`)."""
+        from .topk_images import patches
+
+        return patches(model, data, self[layer], unit, **options)
+
+    def projections(self, probe: Any, data: Any, layer: str, unit: int, **options: Any) -> Any:
+        """Projections of ``unit`` from each top image's position, cropped like the patches
+        (:func:`~ipydeepvis.core.topk_images.projections`)."""
+        from .topk_images import projections
+
+        return projections(probe, data, self[layer], unit, **options)
+
     def for_epoch(self, epoch: int) -> TopKIndex:
         """This index if it was computed for ``epoch``; an error naming its epoch otherwise."""
         if self.epoch != epoch:

@@ -8,8 +8,10 @@ uninterrupted run, because rankings are exact and order-free (see
 :meth:`~ipydeepvis.core.topk.TopK.merge`).
 
 Under ``torchrun`` (an initialised ``torch.distributed`` process group: gloo on CPUs, nccl
-on GPUs) each rank scans its own shard of the images still to do, ``todo[rank::world]``
-(``DistributedSampler``'s split without its padding: no image twice, none missed), the ranks
+on GPUs) each rank scans its share of the batches still to do, batches ``rank, rank + world, ...``
+of the single-process scan (no image twice, none missed, and each image computed in the
+same batch as on one process, so the index is bit-identical to the single-process one), the
+ranks
 step in lock-step with one tiny ``all_reduce`` per batch (so checkpoints and stops agree), and
 at each checkpoint the partial results are gathered and merged exactly; rank 0 writes the
 file and shows a tqdm bar of the whole job, the other ranks log their own progress.
@@ -125,7 +127,6 @@ def build_index(
                                   layers=names, k=k, what="resume from")
     done = previous.done if previous is not None else torch.zeros(source.length, dtype=bool)
     todo = (~done).nonzero().flatten()
-    mine = todo[rank::world]
     running = {name: LayerScan(name, k, source.length) for name in names}
     if previous is not None and rank == 0:
         running = {name: LayerScan.resume(previous[name], source.length) for name in names}
@@ -133,7 +134,8 @@ def build_index(
                world)
     scanner = Scanner(probe, names)
     bar = _bar(progress and rank == 0, len(todo), int(done.sum()), k, names)
-    batches = source.batches(mine, batch_size, workers=workers)
+    batches = source.batches(todo, batch_size, workers=workers, shard=(rank, world))
+    share = -(-len(todo) // world)  # this rank's images, about
     step, mine_done = 0, 0
     try:
         while True:
@@ -142,7 +144,7 @@ def build_index(
                 scan_batch(scanner, running, *batch)
                 mine_done += int(batch[0].numel())
             stop = (batch is not None and callback is not None
-                    and callback(mine_done, len(mine)) is False)
+                    and callback(mine_done, share) is False)
             more, stop_all, images = _agree(batch is not None, stop,
                                             0 if batch is None else int(batch[0].numel()), world)
             step += 1
@@ -156,7 +158,7 @@ def build_index(
             if step % checkpoint_every == 0:
                 job.checkpoint()
                 if progress and rank > 0:
-                    log.info("rank %d/%d: %d of %d images", rank, world, mine_done, len(mine))
+                    log.info("rank %d/%d: %d of about %d images", rank, world, mine_done, share)
     except KeyboardInterrupt:
         if world == 1:
             job.checkpoint()

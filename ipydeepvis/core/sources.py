@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 from torch.utils.data._utils.collate import default_collate
 
 from ..errors import InvalidInputError
@@ -101,24 +101,31 @@ class DataSource:
 
     # ------------------------------------------------------------------ batches
 
-    def batches(self, order: torch.Tensor, batch_size: int, *, workers: int = 0
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, order: torch.Tensor, batch_size: int, *, workers: int = 0,
+                shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(indices (B,), images (B, C, H, W))`` for the data-set indices in ``order``.
 
         A ``DataLoader`` keeps its own batches, sampler and workers (``order`` then only
         filters: its indices not in ``order`` are skipped) and ignores ``batch_size`` and
         ``workers``. Other sources are read in ``order``, ``batch_size`` images at a time, by
         ``workers`` loader processes when ``workers > 0``.
+
+        ``shard=(rank, world)`` keeps every ``world``-th batch starting at ``rank``: the ranks
+        of a distributed scan split the *batches* of one single-process scan, so every image
+        is computed in the same batch as without sharding (a model's output can differ in
+        its last bits with the batch it is computed in).
         """
+        rank, world = shard
         if self.loader is not None:
-            yield from self._loader_batches(order)
+            yield from self._loader_batches(order, rank, world)
             return
         chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        chunks = chunks[rank::world]
         if isinstance(self.items, torch.Tensor):
             for chunk in chunks:
                 yield chunk, self._check_batch(self.items[chunk], chunk)
             return
-        if workers > 0:
+        if workers > 0 and chunks:
             loader = DataLoader(_Indexed(self.items), batch_sampler=[c.tolist() for c in chunks],
                                 num_workers=workers, collate_fn=_Collate(self, None))
             yield from loader
@@ -133,10 +140,17 @@ class DataSource:
                 images = [self._convert(self.items[i], i) for i in chunk.tolist()]
                 yield chunk, self._stack(images, chunk)
 
-    def _loader_batches(self, order: torch.Tensor
+    def _loader_batches(self, order: torch.Tensor, rank: int, world: int
                         ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         loader = self.loader
         assert loader is not None
+        if world > 1 and isinstance(loader.sampler, DistributedSampler):
+            msg = (
+                "the DataLoader has a DistributedSampler, but a distributed scan shards the "
+                "data itself (every rank takes every world-th batch); give it the plain "
+                "DataLoader, with a sampler that yields the same batches on every rank"
+            )
+            raise InvalidInputError(msg)
         wanted = torch.zeros(self.length, dtype=torch.bool)
         wanted[order] = True
         user_collate = None if loader.collate_fn is default_collate else loader.collate_fn
@@ -147,7 +161,7 @@ class DataSource:
                       "worker_init_fn": loader.worker_init_fn, "timeout": loader.timeout}
         indexed = DataLoader(
             _Indexed(loader.dataset),
-            batch_sampler=_Filtered(loader.batch_sampler, wanted),
+            batch_sampler=_Filtered(loader.batch_sampler, wanted, rank, world),
             num_workers=loader.num_workers,
             collate_fn=_Collate(self, user_collate),
             pin_memory=loader.pin_memory,
@@ -234,17 +248,23 @@ class _Indexed(torch.utils.data.Dataset):
 
 
 class _Filtered:
-    """A batch sampler that drops the indices a scan does not want (done, or another rank's)."""
+    """A batch sampler that drops the indices a scan does not want (done already) and keeps
+    this rank's share of the remaining batches."""
 
-    def __init__(self, batch_sampler: Any, wanted: torch.Tensor) -> None:
+    def __init__(self, batch_sampler: Any, wanted: torch.Tensor, rank: int, world: int
+                 ) -> None:
         self.batch_sampler = batch_sampler
         self.wanted = wanted.numpy()
+        self.rank, self.world = rank, world
 
     def __iter__(self) -> Iterator[list[int]]:
+        count = 0
         for batch in self.batch_sampler:
             kept = [int(i) for i in batch if self.wanted[int(i)]]
             if kept:
-                yield kept
+                if count % self.world == self.rank:
+                    yield kept
+                count += 1
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
@@ -274,6 +294,14 @@ class _Collate:
             msg = f"the DataLoader's collate_fn raised {type(exc).__name__}: {exc}"
             raise InvalidInputError(msg) from exc
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if not isinstance(images, torch.Tensor):
+            msg = (
+                f"the DataLoader's collate_fn gave a {type(images).__module__}."
+                f"{type(images).__name__} where a batch tensor (B, C, H, W) (or a tuple "
+                "starting with one) was expected; make it stack tensors, or keep the default "
+                "collate_fn and give preprocess="
+            )
+            raise InvalidInputError(msg)
         return indices, self.source._check_batch(images, indices)
 
 
