@@ -36,3 +36,10 @@ class Images(Dataset):
 
 def tiny_data() -> Images:
     return Images()
+
+
+def folder_transform() -> object:
+    """PIL -> float tensor in [0, 1], 12 x 12 (for an ImageFolder of larger PNGs)."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.PILToTensor(), v2.CenterCrop(12), v2.ToDtype(torch.float32, scale=True)])

@@ -10,8 +10,9 @@ every max-pool taking its whole window (an average pool over the same window). T
 a seed at the position, in float64, is then positive exactly on the input pixels connected to
 it through the graph, and its bounding box is the receptive field.
 
-The surrogate does not depend on the weights, so results are cached per layer and position;
-several positions are computed in one batched backward pass.
+The surrogate does not depend on the weights, so results are cached per layer and position
+(at most 65,536 boxes, and the recorded pass of one layer); several positions are computed in
+one batched backward pass.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ class ReceptiveField:
         self.probe = as_probe(model)
         self.input_shape = shape
         self._boxes: dict[tuple[str, tuple[int, ...]], Box] = {}
+        self._graph: tuple[str, torch.Tensor, torch.Tensor] | None = None
+
+    def clear(self) -> None:
+        """Forget the cached boxes and the recorded surrogate pass."""
+        self._boxes.clear()
+        self._graph = None
 
     def box(self, layer: str, position: Sequence[int] = ()) -> Box:
         """The receptive field of ``layer`` at ``position`` (``(row, col)``; ``()`` for a layer
@@ -111,12 +118,14 @@ class ReceptiveField:
 
     def _gradients(self, name: str, positions: list[tuple[int, ...]]) -> torch.Tensor:
         """``(len(positions), H, W)`` float64 input gradients of the surrogate."""
-        shadow = ModelShadow(self.probe.model).module
-        info = self.probe.layer(name)
-        module_name = name.rpartition(":")[0] if info.call is not None else name
-        call = info.call or 1
-        x = torch.ones(1, *self.input_shape, dtype=torch.float64, requires_grad=True)
-        output = _forward_to(shadow, module_name, call, x)
+        if self._graph is None or self._graph[0] != name:
+            self._graph = None  # one recorded surrogate pass at a time (its memory is freed)
+            shadow = ModelShadow(self.probe.model).module
+            info = self.probe.layer(name)
+            module_name = name.rpartition(":")[0] if info.call is not None else name
+            x = torch.ones(1, *self.input_shape, dtype=torch.float64, requires_grad=True)
+            self._graph = (name, x, _forward_to(shadow, module_name, info.call or 1, x))
+        _name, x, output = self._graph
         spatial = tuple(output.shape[2:])
         seeds = torch.zeros(len(positions), *output.shape, dtype=torch.float64)
         for row, pos in enumerate(positions):
@@ -127,7 +136,8 @@ class ReceptiveField:
                 raise PositionOutOfRangeError(msg)
             seeds[(row, 0, slice(None), *pos)] = 1.0
         try:
-            (grads,) = torch.autograd.grad(output, x, seeds, is_grads_batched=True)
+            (grads,) = torch.autograd.grad(output, x, seeds, retain_graph=True,
+                                           is_grads_batched=True)
         except RuntimeError:  # an op without a batching rule: one backward per position
             grads = torch.cat([torch.autograd.grad(output, x, seed, retain_graph=True)[0]
                                for seed in seeds])
@@ -164,7 +174,8 @@ class _StopForward(BaseException):
 def _forward_to(shadow: nn.Module, module_name: str, call: int, x: torch.Tensor
                 ) -> torch.Tensor:
     """The surrogate's output at ``module_name``'s ``call``-th call, with its graph."""
-    params = {n: torch.ones_like(p, dtype=torch.float64) for n, p in shadow.named_parameters()}
+    one = torch.ones((), dtype=torch.float64)  # expanded views: no memory until a layer runs
+    params = {n: one.expand(p.shape) for n, p in shadow.named_parameters()}
     buffers = {n: b.double() if b.is_floating_point() else b
                for n, b in shadow.named_buffers()}
     captured: list[torch.Tensor] = []
