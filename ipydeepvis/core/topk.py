@@ -161,13 +161,19 @@ class TopK:
                 and torch.equal(self.positions, other.positions))
 
 
-def select(values: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor, k: int
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def select(values: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor, k: int,
+           *, in_index_order: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Keep the best ``k`` per row: largest value first, ties by the smaller index, empty
-    slots (index ``-1``) last. Rows are units; ``positions`` is ``(units, n, d)``."""
-    order = torch.where(indices < 0, _NO_INDEX, indices).argsort(dim=1, stable=True)
-    by_value = values.gather(1, order).argsort(dim=1, descending=True, stable=True)
-    order = order.gather(1, by_value)[:, :k]
+    slots (index ``-1``) last. Rows are units; ``positions`` is ``(units, n, d)``.
+
+    ``in_index_order=True`` promises that equal values already appear in index order along
+    each row (a running top-k followed by later images), so one stable sort suffices."""
+    if in_index_order:
+        order = values.argsort(dim=1, descending=True, stable=True)[:, :k]
+    else:
+        order = torch.where(indices < 0, _NO_INDEX, indices).argsort(dim=1, stable=True)
+        by_value = values.gather(1, order).argsort(dim=1, descending=True, stable=True)
+        order = order.gather(1, by_value)[:, :k]
     values, indices = values.gather(1, order), indices.gather(1, order)
     positions = positions.gather(1, order[:, :, None].expand(-1, -1, positions.shape[2]))
     pad = k - values.shape[1]
@@ -202,6 +208,7 @@ class LayerScan:
         self.where = torch.zeros(0, 0, 1, dtype=torch.long)
         self.done = torch.zeros(length, dtype=torch.bool)
         self.seen = 0
+        self.last = -1  # largest data-set index seen so far
 
     @classmethod
     def resume(cls, scan: TopK, length: int) -> LayerScan:
@@ -211,6 +218,7 @@ class LayerScan:
         if scan.done is not None:
             running.done = scan.done.clone()
         running.seen = scan.seen
+        running.last = int(scan.indices.max()) if scan.indices.numel() else -1
         running.values = scan.values.clone()
         running.indices = scan.indices.clone()
         spatial = scan.shape[1:]
@@ -235,16 +243,30 @@ class LayerScan:
         values = torch.where(torch.isnan(best), float("-inf"), best).T
         batch_indices = indices[None, :].expand(values.shape[0], -1)
         where = where.T[:, :, None]
+        # a sequential scan (later images, ascending, no empty slot left): ties are already
+        # in index order, one stable sort ranks them
+        later = bool(indices.numel() and int(indices[0]) > self.last
+                     and (indices.numel() == 1 or bool((indices[1:] > indices[:-1]).all()))
+                     and (self.values is None or bool((self.indices[:, -1] >= 0).all())))
         if self.values is not None:
             values = torch.cat([self.values, values], 1)
             batch_indices = torch.cat([self.indices, batch_indices], 1)
             where = torch.cat([self.where, where], 1)
-        return (*select(values, batch_indices, where, self.k), indices, shape)
+        return (*select(values, batch_indices, where, self.k, in_index_order=later), indices,
+                shape)
+
+    def floor(self) -> torch.Tensor:
+        """Per unit, the k-th best value so far (``-inf`` while fewer than k were seen)."""
+        if self.values is None:
+            return torch.tensor(float("-inf"))
+        return self.values[:, -1]
 
     def commit(self, state: tuple[Any, ...]) -> None:
         """Take the state :meth:`prepare` computed."""
         self.values, self.indices, self.where, indices, self.shape = state
         self.done[indices] = True
+        if indices.numel():
+            self.last = max(self.last, int(indices.max()))
         self.seen += int(indices.numel())
 
     def result(self) -> TopK:
@@ -287,9 +309,11 @@ class Scanner:
 
     Notes
     -----
-    The model runs on a fresh :class:`~ipydeepvis.core.shadow.ModelShadow`: hooks and the
-    eval switch live on the shadow's modules, inside ``try``/``finally``; the user's modules,
-    flags and hooks are never touched, and the shadow shares the user's weight tensors.
+    The model runs on a fresh :class:`~ipydeepvis.core.shadow.ModelShadow`, private to this
+    scanner: hooks live on the shadow's modules for one forward each (removed by an
+    ``ExitStack`` also when the model raises) and the shadow is switched to eval mode once;
+    the user's modules, flags and hooks are never touched, and the shadow shares the user's
+    weight tensors (so a training loop's updates show in the next batch).
     """
 
     def __init__(self, probe: Probe, layers: Sequence[str]) -> None:
@@ -300,19 +324,28 @@ class Scanner:
             module = name.rpartition(":")[0] if info.call is not None else name
             self.sites.setdefault(module, []).append((name, info.call or 1))
         self.shadow = ModelShadow(probe.model)
+        self._evaluated: nn.Module | None = None
         tensors = itertools.chain(probe.model.parameters(), probe.model.buffers())
         first = next(tensors, None)
         self.device = first.device if first is not None else torch.device("cpu")
         self.dtype = next((p.dtype for p in probe.model.parameters() if p.is_floating_point()),
                           torch.float32)
 
-    def reduce(self, images: torch.Tensor
+    def reduce(self, images: torch.Tensor,
+               floors: dict[str, tuple[torch.Tensor, int]] | None = None,
                ) -> dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]]:
-        """``{layer: (best (B, units), flat position (B, units), map shape)}`` for a batch."""
-        if not bool(torch.isfinite(images).all()):
+        """``{layer: (best (B, units), flat position (B, units), map shape)}`` for a batch.
+
+        With ``floors`` (``{layer: (k-th best value so far per unit, k)}``) a position is only
+        looked up where it can matter: for the pairs (image, unit) that can still enter the
+        unit's top-k (at least the k-th best so far, and among the batch's k best); the others
+        get position 0. Their values stay exact, and they can never be ranked in.
+        """
+        if not bool(torch.isfinite(images.sum())):  # one cheap sum, then the count
             bad = int((~torch.isfinite(images)).sum())
-            msg = f"the batch contains {bad} NaN or infinite value(s); images must be finite"
-            raise InvalidInputError(msg)
+            if bad:
+                msg = f"the batch contains {bad} NaN or infinite value(s); images must be finite"
+                raise InvalidInputError(msg)
         batch = images.to(self.device, self.dtype)
         shadow, _key = self.shadow.current()
         found: dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]] = {}
@@ -327,39 +360,55 @@ class Scanner:
                 layer = targets.get(call)
                 if layer is None or not isinstance(output, torch.Tensor):
                     return
-                flat = output.flatten(2) if output.dim() > 2 else output[:, :, None]
-                best, where = flat.max(dim=2)
-                found[layer] = (best.float().cpu(), where.cpu(), tuple(output.shape[1:]))
+                found[layer] = _strongest(output, (floors or {}).get(layer))
                 if len(found) == wanted:
                     raise _StopForward
             return hook
 
-        flags = [(module, module.training) for module in shadow.modules()]
-        try:
-            with ExitStack() as hooks, torch.no_grad():
-                for module_name in self.sites:
-                    module = shadow.get_submodule(module_name)
-                    hooks.enter_context(module.register_forward_hook(hook_for(module_name)))
-                shadow.eval()
-                try:
-                    shadow(batch)
-                except _StopForward:
-                    pass
-                except DeepVisError:
-                    raise
-                except Exception as exc:
-                    msg = (f"the model raised {type(exc).__name__} on a batch of shape "
-                           f"{tuple(batch.shape)}: {exc}")
-                    raise ModelForwardError(msg) from exc
-        finally:
-            for module, training in flags:
-                module.training = training
+        if shadow is not self._evaluated:  # the scan's own shadow: eval once, never the user's
+            shadow.eval()
+            self._evaluated = shadow
+        with ExitStack() as hooks, torch.no_grad():
+            for module_name in self.sites:
+                module = shadow.get_submodule(module_name)
+                hooks.enter_context(module.register_forward_hook(hook_for(module_name)))
+            try:
+                shadow(batch)
+            except _StopForward:
+                pass
+            except DeepVisError:
+                raise
+            except Exception as exc:
+                msg = (f"the model raised {type(exc).__name__} on a batch of shape "
+                       f"{tuple(batch.shape)}: {exc}")
+                raise ModelForwardError(msg) from exc
         missing = [name for name in self.names if name not in found]
         if missing:
             msg = (f"layer(s) {missing} produced no tensor output in the forward pass, so they "
                    "cannot be scanned")
             raise InvalidInputError(msg)
         return found
+
+
+def _strongest(output: torch.Tensor, floor: tuple[torch.Tensor, int] | None
+               ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """Per (image, unit): the strongest activation and its flat position (see
+    :meth:`Scanner.reduce`); runs inside the hook, before any in-place op changes ``output``."""
+    shape = tuple(output.shape[1:])
+    flat = output.detach().flatten(2) if output.dim() > 2 else output.detach()[:, :, None]
+    if floor is None:
+        best, where = flat.max(dim=2)
+        return best.float().cpu(), where.cpu(), shape
+    best = flat.amax(dim=2)  # ~10x cheaper than max with indices
+    where = torch.zeros(best.shape, dtype=torch.long, device=best.device)
+    if flat.shape[2] > 1:
+        kth, k = floor
+        threshold = kth.to(best.device, best.dtype).expand(best.shape[1])
+        if best.shape[0] > k:  # at most k images of a batch can enter a unit's top-k
+            threshold = torch.maximum(threshold, best.topk(k, dim=0).values[-1])
+        chosen = best >= threshold[None, :]
+        where[chosen] = flat[chosen].argmax(dim=1)
+    return best.float().cpu(), where.cpu(), shape
 
 
 def resolve_layers(probe: Probe, layers: Iterable[str], sample: torch.Tensor) -> list[str]:
@@ -501,7 +550,8 @@ def scan_batch(scanner: Scanner, running: dict[str, LayerScan], indices: torch.T
     """Run one batch and fold it into every layer's running top-k."""
     if images.shape[0] == 0:
         return
-    found = scanner.reduce(images)
+    floors = {name: (scan.floor(), scan.k) for name, scan in running.items()}
+    found = scanner.reduce(images, floors)
     states = {name: scan.prepare(*found[name][:2], indices, found[name][2])
               for name, scan in running.items()}
     for name, scan in running.items():  # every layer takes the batch, or none does

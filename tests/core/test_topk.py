@@ -326,3 +326,14 @@ def test_entries_rows_for_the_pane(net: nn.Module, images: torch.Tensor) -> None
     assert rows[0].value == float(result.values[2, 0]) and len(rows[0].position) == 2
     with pytest.raises(errors.UnitOutOfRangeError, match=r"unit 8 is out of range.*0 .. 7"):
         result.entries(8)
+
+
+def test_non_finite_activations_rank_in_order_and_empty_slots_last() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False))
+    with torch.no_grad():
+        model[0].weight.fill_(2e38)
+    images = torch.tensor([1.0, -2.0, 2.0, 3.0])[:, None, None, None].expand(4, 1, 2, 2)
+    result = top_k(model, images.clone(), "0", k=6, batch_size=1)  # 2e38, -inf, inf, inf
+    assert result.indices.tolist() == [[2, 3, 0, 1, -1, -1]]
+    inf = float("inf")
+    assert result.values[0, :4].tolist() == [inf, inf, float(torch.tensor(2e38)), -inf]
