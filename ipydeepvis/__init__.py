@@ -11,6 +11,7 @@ from typing import Any
 from . import demo, errors
 from .core import LayerInfo, Probe, RectifierCoverage, TopK, top_k
 from .core.checkpoints import CheckpointSeries
+from .core.maximize import MaximizeParams, MaximizeResult, maximize, maximize_params
 from .data import Shapes
 from .errors import DeepVisError
 
@@ -22,6 +23,8 @@ __all__ = [
     "DeepVisError",
     "EpochScrubber",
     "LayerInfo",
+    "MaximizeParams",
+    "MaximizeResult",
     "Probe",
     "RectifierCoverage",
     "Shapes",
@@ -29,6 +32,8 @@ __all__ = [
     "__version__",
     "demo",
     "errors",
+    "maximize",
+    "maximize_params",
     "top_k",
 ]
 

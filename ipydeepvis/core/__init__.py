@@ -6,8 +6,10 @@ A core function can be called from a script, a test, a batch job or a widget ali
 from __future__ import annotations
 
 from .layers import LayerInfo
+from .maximize import MaximizeParams, MaximizeResult, MaximizeState, maximize, maximize_params
 from .probe import Probe
 from .rectifiers import METHODS, RectifierCall, RectifierCoverage
 from .topk import TopK, top_k
 
 __all__ = ["METHODS", "LayerInfo", "Probe", "RectifierCall", "RectifierCoverage", "TopK", "top_k"]
+__all__ += ["MaximizeParams", "MaximizeResult", "MaximizeState", "maximize", "maximize_params"]
