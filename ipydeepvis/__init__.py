@@ -14,14 +14,18 @@ from .core import (
     Correspondence,
     Invariance,
     LayerInfo,
+    MaximizeParams,
+    MaximizeResult,
     OcclusionMap,
     Probe,
     RectifierCoverage,
     TopK,
+    maximize_params,
     top_k,
 )
 from .core.correspondence import correspondence
 from .core.invariance import invariance
+from .core.maximize import maximize
 from .core.occlusion import occlusion
 from .errors import DeepVisError
 
@@ -35,6 +39,8 @@ __all__ = [
     "EpochScrubber",
     "Invariance",
     "LayerInfo",
+    "MaximizeParams",
+    "MaximizeResult",
     "OcclusionMap",
     "Probe",
     "RectifierCoverage",
@@ -45,6 +51,8 @@ __all__ = [
     "demo",
     "errors",
     "invariance",
+    "maximize",
+    "maximize_params",
     "occlusion",
     "top_k",
 ]

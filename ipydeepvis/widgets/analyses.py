@@ -780,7 +780,7 @@ class TopImagesPane(JobPane):
         if entry is None or self.state is None:
             return
         view = self.view
-        index, data = self.index_for(self.state)
+        _index, data = self.index_for(self.state)
         if data is view._images:
             image_index = entry.index
         else:
@@ -807,7 +807,7 @@ def _empty_crops() -> Crops:
     return Crops(torch.zeros(0, 0, 0, 0), [], [])
 
 
-ANALYSIS_PANES: tuple[type[Pane], ...] = (TopImagesPane, OptimizePane, OcclusionPane, InvariancePane,
-                                          CorrespondencePane)
+ANALYSIS_PANES: tuple[type[Pane], ...] = (TopImagesPane, OptimizePane, OcclusionPane,
+                                          InvariancePane, CorrespondencePane)
 """The analysis panes ``DeepVis`` adds below its main row (in tabs)."""
 
