@@ -421,7 +421,7 @@ class InvariancePane(JobPane):
                              colors=["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"])
             figure = bq.Figure(marks=[lines], title=title, animation_duration=0,
                                axes=[bq.Axis(scale=x, label="value"),
-                                     bq.Axis(scale=y, orientation="vertical",
+                                     bq.Axis(scale=y, side="left",
                                              tick_format=".2g")],
                                layout=widgets.Layout(width="330px", height="260px"),
                                fig_margin={"top": 40, "bottom": 40, "left": 50, "right": 90},
@@ -529,7 +529,7 @@ class OptimizePane(JobPane):
         self.size = widgets.IntSlider(max(height, width), min=16, max=max(256, height, width),
                                       step=8, description="size px", **slider)
         self.lr_scale = widgets.ToggleButtons(options=[("literal lr", 1.0), ("auto", "auto")],
-                                              value=1.0, description="step",
+                                              value="auto", description="step",
                                               tooltips=["the preset's learning rate as "
                                                         "translated from Caffe units",
                                                         "rescaled per unit at the first step "
@@ -555,7 +555,7 @@ class OptimizePane(JobPane):
                                display_legend=True)
         self.figure = bq.Figure(marks=[self.objective, self.argmax], animation_duration=0,
                                 axes=[bq.Axis(scale=x, label="step", tick_format="d"),
-                                      bq.Axis(scale=y, orientation="vertical",
+                                      bq.Axis(scale=y, side="left",
                                               tick_format=".3g")],
                                 layout=widgets.Layout(width="420px", height="260px"),
                                 fig_margin={"top": 20, "bottom": 40, "left": 60, "right": 130},

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import ipydeepvis as dv
+from ipydeepvis import render
 from ipydeepvis.widgets.analyses import heat_rgba
 from ipydeepvis.widgets.panes import PANE
 
@@ -129,3 +130,84 @@ def test_closing_stops_the_analysis_workers(demo: object) -> None:
             break
         threading.Event().wait(0.05)
     assert threading.active_count() <= before
+
+
+def test_top_images_pane_shows_the_index_patches_and_a_click_loads_the_image(
+        demo: object) -> None:
+    from ipydeepvis.core.indexing import build_index
+    from ipydeepvis.core.topk_images import patches
+
+    data = [demo.dataset[i] for i in range(48)]
+    index = build_index(demo.model, data, ["features.conv3"], k=9)
+    view = make(demo, index=index)
+    view.layer = "features.conv3"
+    view.unit = 5
+    pane = view.panes["top"]
+    assert "9 top images" in pane.status.value  # with an index: shown without Run
+    crops = patches(demo.model, data, index["features.conv3"], 5)
+    expected = pane._sheet([render.image_to_uint8(c) for c in crops.images])
+    assert np.array_equal(view.frames["top_patches"], expected)
+    entry = crops.entries[1]
+    pane.click(pane.cell + 3, 3)  # the second patch of the first row
+    assert view.image_index == 4  # appended after the 4 shown images
+    assert torch.equal(view._images[4], data[entry.index][0])
+    assert view.position == "clicked" and view.clicked == tuple(entry.position)
+
+
+def test_top_images_pane_indexes_the_dashboard_images_on_run(demo: object) -> None:
+    view = make(demo)
+    pane = view.panes["top"]
+    assert "press <b>Run</b>" in pane.status.value
+    pane.request(run=True)
+    assert "4 top images" in pane.status.value  # k is capped by the 4 images shown
+    view.unit = 2  # the index of this layer is kept: the next unit shows at once
+    assert "4 top images" in pane.status.value and "press" not in pane.status.value
+
+
+def test_optimize_pane_streams_the_image_and_the_curve_and_matches_the_core(
+        demo: object) -> None:
+    view = dv.DeepVis(demo.model, demo.dataset, classes=demo.classes, max_images=2)
+    assert view.wait(120)
+    pane = view.panes["optimize"]
+    pane.steps.value = 30
+    pictures, points = [], []
+    original = pane._draw_curve
+
+    def spy(trace: list, argmax: int) -> None:
+        pictures.append(pane.canvas.frame.copy())
+        points.append(len(trace))
+        original(trace, argmax)
+
+    pane._draw_curve = spy  # type: ignore[method-assign]
+    pane.request(run=True)
+    assert view.wait(300)
+    assert len(pictures) >= 3 and points == sorted(points) and points[-1] >= 25
+    assert any(not np.array_equal(a, b) for a, b in zip(pictures, pictures[1:]))
+    assert pictures[-1][..., :3].std() > 5  # not blank
+    result = dv.maximize(demo.model, view.layer, view.unit, params=pane.params())
+    expected = pane.canvas.frame
+    pane._draw_image(result.images[0])
+    assert np.array_equal(pane.canvas.frame, expected)
+    assert len(pane.objective.x) == 30
+    view.close()
+
+
+def test_optimize_stop_ends_the_run_within_one_step(demo: object) -> None:
+    view = dv.DeepVis(demo.model, demo.dataset, classes=demo.classes, max_images=2)
+    assert view.wait(120)
+    pane = view.panes["optimize"]
+    pane.steps.value = 1000
+    steps = []
+    original = pane.progress
+
+    def progress(done: int, total: int) -> bool:
+        steps.append(done)
+        if done == 5:
+            pane.stop()
+        return original(done, total)
+
+    pane.progress = progress  # type: ignore[method-assign]
+    pane.request(run=True)
+    assert view.wait(300)
+    assert steps[-1] == 5 and "(stopped)" in pane.status.value
+    view.close()
