@@ -3,6 +3,7 @@ behave, and they never hold up the main panes."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import numpy as np
@@ -182,7 +183,7 @@ def test_optimize_pane_streams_the_image_and_the_curve_and_matches_the_core(
     pane.request(run=True)
     assert view.wait(300)
     assert len(pictures) >= 3 and points == sorted(points) and points[-1] >= 25
-    assert any(not np.array_equal(a, b) for a, b in zip(pictures, pictures[1:]))
+    assert any(not np.array_equal(a, b) for a, b in itertools.pairwise(pictures))
     assert pictures[-1][..., :3].std() > 5  # not blank
     result = dv.maximize(demo.model, view.layer, view.unit, params=pane.params())
     expected = pane.canvas.frame
