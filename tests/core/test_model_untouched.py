@@ -95,10 +95,11 @@ def test_state_is_restored_when_the_model_itself_raises() -> None:
 
 def test_reentrant_use_is_refused() -> None:
     class CallsProbe(nn.Module):
+        probe: dv.Probe | None = None  # on the class: the probe's shadow copy reaches it too
+
         def __init__(self) -> None:
             super().__init__()
             self.conv = nn.Conv2d(3, 2, 3)
-            self.probe: dv.Probe | None = None
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             assert self.probe is not None
@@ -106,9 +107,9 @@ def test_reentrant_use_is_refused() -> None:
             return self.conv(x)
 
     model = CallsProbe()
-    model.probe = dv.Probe(model)
+    CallsProbe.probe = dv.Probe(model)
     with pytest.raises(dv.errors.ProbeBusyError, match="already running a call in this thread"):
-        model.probe.activations(torch.randn(3, 8, 8))
+        CallsProbe.probe.activations(torch.randn(3, 8, 8))
 
 
 def test_calls_from_two_threads_take_turns() -> None:
