@@ -293,8 +293,11 @@ class Probe:
             return self._retrying(work)
 
     def clear(self) -> None:
-        """Forget the recorded forward pass (frees its memory)."""
-        self._pass = None
+        """Forget the recorded forward pass and the private copy of the model's modules (frees
+        their memory; the next call runs the model again)."""
+        with self._guard():
+            self._pass = None
+            self._shadow.release()
 
     def __repr__(self) -> str:
         name = type(self._model).__name__

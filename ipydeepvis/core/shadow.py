@@ -165,13 +165,10 @@ class ModelShadow:
         return key.generation == generation and _versions(tensors) == key.versions
 
     def release(self) -> None:
-        """Drop the shadow tree (it is rebuilt, as a new generation, on the next call)."""
+        """Drop the shadow tree; the next :meth:`current` copies the model again (a new
+        generation; the same layout if the model's tree did not change meanwhile)."""
         with self._lock:
             self._shadow = None
-            self._structure = None
-            self._hooks = None
-            self._tensors = []
-            self._keepalive = []
 
 
 def _versions(tensors: list[torch.Tensor]) -> tuple[tuple[int, int], ...]:

@@ -273,3 +273,16 @@ def test_torch_compile_runs_the_model_it_wraps() -> None:
     model[0] = torch.compile(model[0])
     assert [la.name for la in plain.layers] == [la.name for la in probe.layers]
     assert torch.equal(plain.project(x, "0.4", 1), probe.project(x, "0.4", 1))
+
+
+def test_clear_forgets_the_pass_and_keeps_working() -> None:
+    model = ConvReluPool(seed=0)
+    probe = dv.Probe(model, input_shape=(3, 12, 12))
+    counter = Counter(model)
+    x = torch.randn(3, 12, 12)
+    first = probe.project(x, "4", [0, 3])
+    layers = probe.layers
+    probe.clear()
+    assert probe.layers == layers  # the tree did not change: the traced layers stay
+    assert torch.equal(probe.project(x, "4", [0, 3]), first)
+    assert counter.count == 2  # the pass was forgotten: the model ran again
