@@ -286,3 +286,48 @@ def test_clear_forgets_the_pass_and_keeps_working() -> None:
     assert probe.layers == layers  # the tree did not change: the traced layers stay
     assert torch.equal(probe.project(x, "4", [0, 3]), first)
     assert counter.count == 2  # the pass was forgotten: the model ran again
+
+
+class _MovesItsWeights(ConvReluPool):
+    """Bumps a weight in place during its first ``moves`` forwards (at ``when``: in the forward,
+    or in the backward through it), as a training step in another thread would."""
+
+    moves = 0
+    when = "forward"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cls = _MovesItsWeights
+
+        def bump(*_: object) -> None:
+            if cls.moves > 0:
+                cls.moves -= 1
+                with torch.no_grad():
+                    self[3].weight.mul_(1.0)  # same values, a new version: the key moves
+
+        for index, module in enumerate(self):
+            x = module(x)
+            if index == 3 and cls.when == "forward":
+                bump()
+            if index == 3 and cls.when == "backward" and x.requires_grad:
+                # before the conv's own backward reads its saved weight: autograd would raise
+                # "modified by an inplace operation"
+                x.register_hook(bump)
+        return x
+
+
+@pytest.mark.parametrize("when", ["forward", "backward"])
+def test_a_call_whose_weights_moved_runs_again(when: str) -> None:
+    model = _MovesItsWeights(seed=0)
+    _MovesItsWeights.when, _MovesItsWeights.moves = when, 0
+    probe = dv.Probe(model, input_shape=(3, 12, 12))
+    x = torch.randn(3, 12, 12)
+    expected = dv.Probe(model).project(x, "4", [0, 2])
+    _MovesItsWeights.moves = 2  # two attempts see the weights move, the third one is clean
+    assert torch.equal(probe.project(x, "4", [0, 2]), expected)
+    assert _MovesItsWeights.moves == 0
+    _MovesItsWeights.moves = 100  # moving all the time: refused plainly, nothing raw
+    with pytest.raises(dv.errors.WeightsChangedError,
+                       match=r"weights changed during each of 4 attempts .*training loop"):
+        probe.project(x + 1, "4", [0, 2])
+    _MovesItsWeights.moves = 0
+    assert torch.equal(probe.project(x, "4", [0, 2]), expected)  # and usable afterwards
