@@ -37,7 +37,7 @@ def _calls(x: torch.Tensor) -> list[Callable[[dv.Probe], object]]:
     lambda: ConvReluPool(inplace=True),
     lambda: FunctionalRelus(),
     lambda: SharedRelu(),
-    lambda: torchvision.models.resnet18(num_classes=10),
+    pytest.param(lambda: torchvision.models.resnet18(num_classes=10), marks=pytest.mark.slow),
 ])
 @pytest.mark.parametrize("training", [True, False])
 def test_state_is_restored_after_every_call(make: Callable[[], nn.Module], training: bool) -> None:

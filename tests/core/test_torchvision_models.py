@@ -97,7 +97,9 @@ MODELS = {
 }
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[] if name == "embedded" else [pytest.mark.slow]) for name in MODELS
+])
 def test_torchvision_projection_equals_independent_autograd(name: str) -> None:
     make, size, layers = MODELS[name]
     torch.manual_seed(0)
