@@ -222,8 +222,9 @@ def _read_tree(model: nn.Module) -> _Tree:
 
 
 def _build_shadow(model: nn.Module) -> nn.Module:
-    """Deep-copy the module tree with every parameter, buffer and tensor attribute mapped to
-    itself, and nested forwarding wrappers replaced by the module they forward to."""
+    """Deep-copy the module tree with every parameter, buffer, tensor attribute and hook
+    callable mapped to itself, and nested forwarding wrappers replaced by the module they
+    forward to."""
     memo: dict[int, Any] = {}
     for module in model.modules():
         if isinstance(module, torch.jit.ScriptModule):
@@ -232,6 +233,11 @@ def _build_shadow(model: nn.Module) -> nn.Module:
             for tensor in slots.values():
                 if isinstance(tensor, torch.Tensor):
                     memo[id(tensor)] = tensor
+        for attribute, hooks in vars(module).items():
+            if "hook" in attribute and isinstance(hooks, dict):
+                for hook in hooks.values():
+                    if callable(hook):  # the same callables (a bound method's owner is not copied)
+                        memo[id(hook)] = hook
     try:
         shadow = copy.deepcopy(model, memo)
     except Exception as exc:

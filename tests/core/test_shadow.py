@@ -114,3 +114,25 @@ def test_models_that_cannot_be_copied_are_refused() -> None:
         ModelShadow(model)
     with pytest.raises(errors.UnsupportedModelError, match=r"must be a torch.nn.Module, got str"):
         ModelShadow("model")  # type: ignore[arg-type]
+
+
+def test_hooks_are_shared_not_copied() -> None:
+    """A hook that is a method of some object (a logger holding a lock, say) is called as
+    itself: its owner is not copied, and copying it could fail."""
+
+    class Logger:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+            self.calls = 0
+
+        def hook(self, *_: object) -> None:
+            with self.lock:
+                self.calls += 1
+
+    model = ConvReluPool(seed=0)
+    logger = Logger()
+    model[0].register_forward_hook(logger.hook)
+    tree, _ = ModelShadow(model).current()
+    tree(torch.randn(1, 3, 8, 8))
+    assert logger.calls == 1
+    assert tree[0]._forward_hooks is not model[0]._forward_hooks
