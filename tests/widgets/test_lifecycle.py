@@ -283,7 +283,6 @@ def train_losses(model: nn.Module, steps: int, during: object = None) -> list[fl
     return losses
 
 
-@pytest.mark.xfail(strict=True, reason="until the Probe runs on a ModelShadow")
 def test_training_beside_a_rendering_dashboard_trains_exactly_as_without_it(
         images: torch.Tensor) -> None:
     torch.manual_seed(0)
