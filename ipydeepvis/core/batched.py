@@ -206,6 +206,7 @@ def batched_forward(
     *,
     output: bool,
     reduce: dict[str, Reduce] | None = None,
+    edit: Callable[[nn.Module, torch.Tensor, list[Site]], Any] | None = None,
 ) -> Iterator[Runner]:
     """Run batches on the model's shadow, capturing ``layers``.
 
@@ -222,6 +223,9 @@ def batched_forward(
     reduce : dict of str to callable, optional
         Per layer name, ``reduce(output) -> tensor`` applied inside the hook, before any later
         in-place op can change the output; layers without one are cloned.
+    edit : callable, optional
+        ``edit(shadow, sample, sites)`` may change the shadow module tree (ours, in eval mode,
+        before any hook is put on it); ``sample`` is on the model's device and dtype.
 
     Yields
     ------
@@ -237,11 +241,15 @@ def batched_forward(
         msg = f"layers lists a layer twice: {list(layers)!r}"
         raise InvalidOptionError(msg)
     shadow, _key = ModelShadow(model).current()
-    modules = dict(shadow.named_modules())
     reducers: list[dict[str, Reduce]] = [reduce or {}]
     first = next(iter(shadow.parameters()), None)
     device = first.device if first is not None else sample.device
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+    shadow.eval()  # the shadow's own flags: the user's modules keep theirs
+    if edit is not None:
+        with torch.no_grad():
+            edit(shadow, sample[:1].to(device, dtype), sites)
+    modules = dict(shadow.named_modules())
     by_module: dict[str, list[Site]] = {}
     for site in sites:
         by_module.setdefault(site.module, []).append(site)
@@ -299,7 +307,6 @@ def batched_forward(
                 raise LayerNotFoundError(msg)
             stack.enter_context(modules[module_name].register_forward_hook(hook(module_name)))
         stack.enter_context(torch.no_grad())
-        shadow.eval()  # the shadow's own flags: the user's modules keep theirs
         yield run
 
 
