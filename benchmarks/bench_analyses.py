@@ -51,7 +51,7 @@ def _embedded() -> nn.Module:
 
 CASES = [
     Case("embedded net 64px", _embedded, 64, "features.conv5", 5),
-    Case("AlexNet 224px", lambda: torchvision.models.alexnet(), 224, "features.10", 1),
+    Case("AlexNet 224px", lambda: torchvision.models.alexnet(), 224, "features.10", 3),
 ]
 
 Row = tuple[str, str, float, str]
