@@ -183,10 +183,12 @@ def test_model_untouched_after_success_and_error(training: bool) -> None:
     model.register_forward_hook(lambda *a: None)
     next(model.parameters()).requires_grad_(False)
     before = model_state(model)
+    modules = list(model.named_modules())
     image = torch.rand(3, 12, 12)
-    dv.occlusion(model, image, target=1, patch=4, stride=4)
+    dv.occlusion(model, image, target=1, patch=4, stride=4, progress=True)
     dv.occlusion(dv.Probe(model), image, target=("3", "max"), patch=4, stride=4)
     assert_same_state(before, model)
+    assert list(model.named_modules()) == modules  # the windowed chain lives in the shadow
     with pytest.raises(errors.UnitOutOfRangeError):
         dv.occlusion(model, image, target=("3", 99), patch=4, stride=4)
     assert_same_state(before, model)
