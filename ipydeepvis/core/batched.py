@@ -230,7 +230,8 @@ def batched_forward(
     Yields
     ------
     callable
-        ``run(batch, reduce=None) -> ({layer: reduced output}, model output or None)``;
+        ``run(batch, reduce=None) -> ({layer: reduced output}, model output or None)``, keyed
+        by the names as given in ``layers``;
         ``batch`` goes to the model's device and dtype first, and a ``reduce`` given to
         ``run`` replaces the context's for that batch.
     """
@@ -241,7 +242,12 @@ def batched_forward(
         msg = f"layers lists a layer twice: {list(layers)!r}"
         raise InvalidOptionError(msg)
     shadow, _key = ModelShadow(model).current()
-    reducers: list[dict[str, Reduce]] = [reduce or {}]
+    canonical = {given: site.name for given, site in zip(layers, sites, strict=True)}
+
+    def by_site(chosen: dict[str, Reduce] | None) -> dict[str, Reduce]:
+        return {canonical.get(name, name): f for name, f in (chosen or {}).items()}
+
+    reducers: list[dict[str, Reduce]] = [by_site(reduce)]
     first = next(iter(shadow.parameters()), None)
     device = first.device if first is not None else sample.device
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
@@ -277,7 +283,7 @@ def batched_forward(
         captured.clear()
         calls.clear()
         result = None
-        reducers.append(reducers[0] if reduce is None else reduce)
+        reducers.append(reducers[0] if reduce is None else by_site(reduce))
         try:
             result = shadow(batch.to(device, dtype))
         except _StopForward:
@@ -298,7 +304,7 @@ def batched_forward(
             msg = (f"the model returned {type(result).__name__}, not a tensor of class scores "
                    "(N, classes)")
             raise UnsupportedModelError(msg)
-        return dict(captured), result
+        return {given: captured[name] for given, name in canonical.items()}, result
 
     with ExitStack() as stack:
         for module_name in by_module:

@@ -130,6 +130,8 @@ def test_unit_max_is_the_strongest_unit_and_reused_modules_by_call() -> None:
     strongest = int(second[0].flatten(1).amax(1).argmax())
     result = dv.occlusion(model, image, target=("relu:2", "max"), patch=4, stride=4)
     assert result.target == ("relu:2", strongest)
+    alias = dv.occlusion(model, image, target=("conv1:1", 0), patch=4, stride=4)  # = "conv1"
+    assert alias.activation.shape == (3, 3) and alias.target == ("conv1:1", 0)
     assert result.base == pytest.approx(float(second[0, strongest].sum()), rel=1e-5)
 
     def upto_second_relu(x: torch.Tensor) -> torch.Tensor:
