@@ -11,7 +11,9 @@ pasted into the clean result. The rest of the model then runs as usual.
 :func:`install_local_chain` finds that chain by tracing one forward pass of a shadow module
 tree, and replaces the chain's modules *in the shadow* (never the user's modules) by pass-
 throughs and one module that does the windowed computation. The result equals the plain
-forward up to float rounding (the windows are computed by the same ops on crops).
+forward up to float rounding (the windows are computed by the same ops on crops); a model
+whose chain tensors are also read elsewhere (skip connections) or whose chain modules are
+called again later is detected and keeps its plain layers.
 
 Supported layers: ``Conv2d`` (zero padding), ``MaxPool2d`` and ``AvgPool2d`` (no
 ``ceil_mode``, ``count_include_pad=True`` for average pooling), and spatially pointwise layers
@@ -132,20 +134,33 @@ class _ChainEnds(BaseException):
 
 
 def _trace_chain(shadow: nn.Module, sample: torch.Tensor,
-                 last: str | None) -> list[tuple[str, _Step]]:
-    """Run ``sample`` until the leading chain of supported layers ends, and return it."""
+                 last: str | None) -> tuple[list[tuple[str, _Step]], Any]:
+    """Run ``sample`` and return the leading chain of supported layers, and the model's
+    output (None when the trace stopped at ``last``).
+
+    With ``last``, the trace stops there and the chain must end exactly there (else it is
+    empty). Without, the whole model runs, and the chain is cut before any of its layers
+    that the model calls more than once (a stand-in would answer the later calls wrongly).
+    """
     leaves = [(n, m) for n, m in shadow.named_modules() if n and not list(m.children())]
     chain: list[tuple[str, _Step]] = []
-    state: dict[str, Any] = {"expected": sample}  # the tensor the next chain layer must take
+    calls: dict[str, int] = {}
+    state: dict[str, Any] = {"expected": sample, "open": True}
 
     def hook(name: str) -> Callable[..., None]:
         def record(module: nn.Module, args: Any, out: Any) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if not state["open"]:
+                return
             chained = (len(args) == 1 and args[0] is state["expected"]
                        and isinstance(out, torch.Tensor) and out.dim() == 4
-                       and all(n != name for n, _s in chain))
+                       and calls[name] == 1)
             geometry = _geometry(module) if chained else None
             if geometry is None:
-                raise _ChainEnds
+                state["open"] = False
+                if last is not None:
+                    raise _ChainEnds
+                return
             window, op, pad_value = geometry
             chain.append((name, _Step(module, out.clone(), window, op, pad_value)))
             state["expected"] = out
@@ -154,16 +169,24 @@ def _trace_chain(shadow: nn.Module, sample: torch.Tensor,
         return record
 
     handles = [m.register_forward_hook(hook(n)) for n, m in leaves]
+    output = None
     try:
-        shadow(sample)
+        output = shadow(sample)
     except _ChainEnds:
         pass
     finally:
         for handle in handles:
             handle.remove()
-    while chain and chain[-1][1].window is None:  # a pointwise tail gains nothing
-        chain.pop()
-    return chain
+    if last is not None and (not chain or chain[-1][0] != last):
+        return [], None
+    for k, (name, _step) in enumerate(chain):
+        if calls[name] > 1:
+            del chain[k:]
+            break
+    if last is None:
+        while chain and chain[-1][1].window is None:  # a pointwise tail gains nothing
+            chain.pop()
+    return chain, output
 
 
 class _PassThrough(nn.Module):
@@ -252,7 +275,11 @@ def install_local_chain(shadow: nn.Module, sample: torch.Tensor, boxes: ChangedB
         Set it before each batch to where its samples differ from ``sample``; while it is
         clear, the chain computes as usual.
     last : str, optional
-        A layer name the chain must not go past (a layer whose output is read by hooks).
+        A layer whose (first call's) output is read, after which the forward stops: the
+        chain must end exactly there, else nothing is replaced. Without it, the rebuilt
+        shadow is checked against the plain one on ``sample`` and on a changed copy, and a
+        model that reads a chain layer's output elsewhere too (a skip connection) keeps its
+        plain layers; so does a chain layer that the model calls again later.
 
     Returns
     -------
@@ -260,13 +287,53 @@ def install_local_chain(shadow: nn.Module, sample: torch.Tensor, boxes: ChangedB
         The names of the replaced layers (empty when the model has no such chain).
     """
     with torch.no_grad():
-        chain = _trace_chain(shadow, sample, last)
-    if not chain:
-        return []
-    for name, _step in chain[:-1]:
-        _replace(shadow, name, _PassThrough())
-    _replace(shadow, chain[-1][0], _LocalChain([step for _n, step in chain], boxes))
+        chain, clean_output = _trace_chain(shadow, sample, last)
+        if not chain:
+            return []
+        if last is None:  # the plain answers, to check the rebuilt shadow against
+            if not isinstance(clean_output, torch.Tensor):
+                return []
+            changed, box = _changed_copy(sample)
+            expected = shadow(changed)
+        originals = [(name, step.module) for name, step in chain]
+        for name, _step in chain[:-1]:
+            _replace(shadow, name, _PassThrough())
+        _replace(shadow, chain[-1][0], _LocalChain([step for _n, step in chain], boxes))
+        if last is None:
+            try:
+                windowed = shadow(sample)
+                boxes.set(*box)
+                windowed_changed = shadow(changed)
+                same = _close(windowed, clean_output) and _close(windowed_changed, expected)
+            except Exception:  # e.g. a stand-in's output has the wrong shape where it is read
+                same = False
+            finally:
+                boxes.clear()
+            if not same:
+                # something else reads a chain layer's output (a skip connection, say),
+                # which the stand-ins no longer compute: keep the plain model
+                for name, module in originals:
+                    _replace(shadow, name, module)
+                return []
     return [name for name, _step in chain]
+
+
+def _changed_copy(sample: torch.Tensor) -> tuple[torch.Tensor, tuple[Any, ...]]:
+    """``sample`` with a box set to another value, and the box as :meth:`ChangedBoxes.set`
+    takes it."""
+    _n, _c, h, w = sample.shape
+    top, left, height, width = h // 4, w // 4, h // 4 + 1, w // 4 + 1
+    changed = sample.clone()
+    changed[:, :, top:top + height, left:left + width] = sample.mean() + sample.std()
+    return changed, (torch.tensor([top]), torch.tensor([left]), height, width, (h, w))
+
+
+def _close(got: Any, expected: torch.Tensor) -> bool:
+    """Equal up to float rounding (the windows are computed on crops)."""
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        return False
+    scale = float(expected.abs().max()) if expected.numel() else 0.0
+    return bool(torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * (1.0 + scale)))
 
 
 def _replace(root: nn.Module, name: str, module: nn.Module) -> None:

@@ -254,9 +254,11 @@ def occlusion(
     boxes = ChangedBoxes()
 
     def windowed(shadow: nn.Module, sample: torch.Tensor, sites: list[Site]) -> None:
-        if local and ph * pw < h * w:
-            install_local_chain(shadow, sample, boxes,
-                                last=sites[0].module if sites else None)
+        if not local or ph * pw >= h * w:
+            return
+        if sites and sites[0].call != 1:  # the unit is a later call of a reused module
+            return
+        install_local_chain(shadow, sample, boxes, last=sites[0].module if sites else None)
 
     with batched_forward(model_or_probe, layers, image, output=not unit_target,
                          edit=windowed) as run:

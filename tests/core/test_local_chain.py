@@ -49,6 +49,33 @@ def stops_in_the_middle() -> nn.Sequential:
                          nn.Conv2d(4, 4, 3, padding=1), nn.Flatten(), nn.LazyLinear(2))
 
 
+class SkipConnection(nn.Module):
+    """conv1 -> conv2 is a chain, but conv1's output is also added to the result."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Sequential(nn.Flatten(), nn.LazyLinear(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = self.conv1(x)
+        return self.head(self.conv2(first) + first)
+
+
+class ReusedConv(nn.Module):
+    """The first conv is called again later: its stand-in would answer that call wrongly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Sequential(nn.Flatten(), nn.LazyLinear(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(self.pool(self.conv(x))))
+
+
 def prepared(make: object, size: int) -> nn.Module:
     torch.manual_seed(0)
     model = make().eval()  # type: ignore[operator]
@@ -63,6 +90,8 @@ def prepared(make: object, size: int) -> nn.Module:
     (odd_geometry, 40, 3, 7),
     (leading_unknown, 12, 4, 0),
     (stops_in_the_middle, 12, 4, 1),  # the ReLU tail after the first conv gains nothing
+    (SkipConnection, 12, 4, 0),  # found out by the check against the plain model
+    (ReusedConv, 12, 4, 0),
 ])
 def test_windowed_chain_equals_plain_forward(make: object, size: int, patch: int,
                                              replaced: int) -> None:
