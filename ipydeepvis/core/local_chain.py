@@ -290,16 +290,19 @@ def install_local_chain(shadow: nn.Module, sample: torch.Tensor, boxes: ChangedB
         chain, clean_output = _trace_chain(shadow, sample, last)
         if not chain:
             return []
-        if last is None:  # the plain answers, to check the rebuilt shadow against
-            if not isinstance(clean_output, torch.Tensor):
-                return []
-            changed, box = _changed_copy(sample)
-            expected = shadow(changed)
-        originals = [(name, step.module) for name, step in chain]
-        for name, _step in chain[:-1]:
-            _replace(shadow, name, _PassThrough())
-        _replace(shadow, chain[-1][0], _LocalChain([step for _n, step in chain], boxes))
-        if last is None:
+        if last is not None:
+            _install(shadow, chain, boxes)
+            return [name for name, _step in chain]
+        if not isinstance(clean_output, torch.Tensor):
+            return []
+        changed, box = _changed_copy(sample)
+        expected = shadow(changed)  # the plain answers, to check the rebuilt shadow against
+        # the longest chain the check accepts: a skip connection that reads a chain layer's
+        # output elsewhere (ResNet's identity after the stem) shortens the chain to end there
+        ends = [k + 1 for k, (_name, step) in enumerate(chain) if step.window is not None]
+        for end in reversed(ends):
+            part = chain[:end]
+            _install(shadow, part, boxes)
             try:
                 windowed = shadow(sample)
                 boxes.set(*box)
@@ -309,13 +312,18 @@ def install_local_chain(shadow: nn.Module, sample: torch.Tensor, boxes: ChangedB
                 same = False
             finally:
                 boxes.clear()
-            if not same:
-                # something else reads a chain layer's output (a skip connection, say),
-                # which the stand-ins no longer compute: keep the plain model
-                for name, module in originals:
-                    _replace(shadow, name, module)
-                return []
-    return [name for name, _step in chain]
+            if same:
+                return [name for name, _step in part]
+            for name, step in part:
+                _replace(shadow, name, step.module)
+    return []
+
+
+def _install(shadow: nn.Module, chain: list[tuple[str, _Step]], boxes: ChangedBoxes) -> None:
+    """Stand-ins for the chain's layers: pass-throughs, then one windowed computation."""
+    for name, _step in chain[:-1]:
+        _replace(shadow, name, _PassThrough())
+    _replace(shadow, chain[-1][0], _LocalChain([step for _n, step in chain], boxes))
 
 
 def _changed_copy(sample: torch.Tensor) -> tuple[torch.Tensor, tuple[Any, ...]]:
