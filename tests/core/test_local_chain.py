@@ -143,3 +143,16 @@ def test_occlusion_local_equals_plain(make: object) -> None:
     assert unit_local.target == unit_plain.target
     np.testing.assert_allclose(unit_local.activation, unit_plain.activation, rtol=1e-5,
                                atol=1e-4)
+
+
+@pytest.mark.slow
+def test_resnet_stem_is_windowed_and_answers_like_the_plain_model() -> None:
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=5).eval()
+    image = torch.rand(3, 48, 48, generator=seeded(6))
+    names = install_local_chain(copy.deepcopy(model), image[None], ChangedBoxes())
+    assert names == ["conv1", "bn1", "relu", "maxpool"]  # layer1's skip reads maxpool's output
+    local = dv.occlusion(model, image, target=2, patch=16, stride=16)
+    plain = dv.occlusion(model, image, target=2, patch=16, stride=16, local=False)
+    np.testing.assert_allclose(local.probability, plain.probability, atol=1e-6)
