@@ -206,6 +206,7 @@ def batched_forward(
     *,
     output: bool,
     reduce: dict[str, Reduce] | None = None,
+    edit: Callable[[nn.Module, torch.Tensor, list[Site]], Any] | None = None,
 ) -> Iterator[Runner]:
     """Run batches on the model's shadow, capturing ``layers``.
 
@@ -222,11 +223,15 @@ def batched_forward(
     reduce : dict of str to callable, optional
         Per layer name, ``reduce(output) -> tensor`` applied inside the hook, before any later
         in-place op can change the output; layers without one are cloned.
+    edit : callable, optional
+        ``edit(shadow, sample, sites)`` may change the shadow module tree (ours, in eval mode,
+        before any hook is put on it); ``sample`` is on the model's device and dtype.
 
     Yields
     ------
     callable
-        ``run(batch, reduce=None) -> ({layer: reduced output}, model output or None)``;
+        ``run(batch, reduce=None) -> ({layer: reduced output}, model output or None)``, keyed
+        by the names as given in ``layers``;
         ``batch`` goes to the model's device and dtype first, and a ``reduce`` given to
         ``run`` replaces the context's for that batch.
     """
@@ -237,11 +242,20 @@ def batched_forward(
         msg = f"layers lists a layer twice: {list(layers)!r}"
         raise InvalidOptionError(msg)
     shadow, _key = ModelShadow(model).current()
-    modules = dict(shadow.named_modules())
-    reducers: list[dict[str, Reduce]] = [reduce or {}]
+    canonical = {given: site.name for given, site in zip(layers, sites, strict=True)}
+
+    def by_site(chosen: dict[str, Reduce] | None) -> dict[str, Reduce]:
+        return {canonical.get(name, name): f for name, f in (chosen or {}).items()}
+
+    reducers: list[dict[str, Reduce]] = [by_site(reduce)]
     first = next(iter(shadow.parameters()), None)
     device = first.device if first is not None else sample.device
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+    shadow.eval()  # the shadow's own flags: the user's modules keep theirs
+    if edit is not None:
+        with torch.no_grad():
+            edit(shadow, sample[:1].to(device, dtype), sites)
+    modules = dict(shadow.named_modules())
     by_module: dict[str, list[Site]] = {}
     for site in sites:
         by_module.setdefault(site.module, []).append(site)
@@ -269,7 +283,7 @@ def batched_forward(
         captured.clear()
         calls.clear()
         result = None
-        reducers.append(reducers[0] if reduce is None else reduce)
+        reducers.append(reducers[0] if reduce is None else by_site(reduce))
         try:
             result = shadow(batch.to(device, dtype))
         except _StopForward:
@@ -290,7 +304,7 @@ def batched_forward(
             msg = (f"the model returned {type(result).__name__}, not a tensor of class scores "
                    "(N, classes)")
             raise UnsupportedModelError(msg)
-        return dict(captured), result
+        return {given: captured[name] for given, name in canonical.items()}, result
 
     with ExitStack() as stack:
         for module_name in by_module:
@@ -299,7 +313,6 @@ def batched_forward(
                 raise LayerNotFoundError(msg)
             stack.enter_context(modules[module_name].register_forward_hook(hook(module_name)))
         stack.enter_context(torch.no_grad())
-        shadow.eval()  # the shadow's own flags: the user's modules keep theirs
         yield run
 
 

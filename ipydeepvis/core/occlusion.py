@@ -30,11 +30,13 @@ from ..errors import InvalidOptionError, UnitOutOfRangeError
 from .batched import (
     Fill,
     Progress,
+    Site,
     batched_forward,
     check_batch_size,
     check_images,
     fill_tensor,
 )
+from .local_chain import ChangedBoxes, install_local_chain
 from .probe import Probe
 
 __all__ = ["OcclusionMap", "occlusion"]
@@ -170,6 +172,7 @@ def occlusion(
     stride: int | tuple[int, int] | None = None,
     fill: Fill = "mean",
     batch_size: int = 64,
+    local: bool = True,
     progress: bool = False,
     callback: Callable[[int, int], bool | None] | None = None,
 ) -> OcclusionMap:
@@ -196,6 +199,11 @@ def occlusion(
         mean-subtracted ones; a tensor broadcastable to ``(C, H, W)`` is used as it is.
     batch_size : int
         Occluded copies per forward pass.
+    local : bool
+        Compute the model's leading convolution / pooling / pointwise layers only where the
+        patch changes them, pasted into the clean image's result (see
+        :mod:`~ipydeepvis.core.local_chain`; equal to the plain forward up to float rounding).
+        False runs every copy through the whole model.
     progress : bool
         Show a tqdm progress bar.
     callback : callable, optional
@@ -243,7 +251,17 @@ def occlusion(
     left = torch.from_numpy(cols).repeat(len(rows))
     values = torch.full((total,), torch.nan, dtype=torch.float64)
     labels = torch.full((total,), -1, dtype=torch.int64)
-    with batched_forward(model_or_probe, layers, image, output=not unit_target) as run:
+    boxes = ChangedBoxes()
+
+    def windowed(shadow: nn.Module, sample: torch.Tensor, sites: list[Site]) -> None:
+        if not local or ph * pw >= h * w:
+            return
+        if sites and sites[0].call != 1:  # the unit is a later call of a reused module
+            return
+        install_local_chain(shadow, sample, boxes, last=sites[0].module if sites else None)
+
+    with batched_forward(model_or_probe, layers, image, output=not unit_target,
+                         edit=windowed) as run:
         if unit_target:
             (layer_name,) = layers
             acts, _ = run(image)
@@ -281,7 +299,11 @@ def occlusion(
                 in_cols = (col_index >= lft[:, None]) & (col_index < lft[:, None] + pw)
                 mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
                 batch = torch.where(mask, fills, image)
-                acts, logits = run(batch, reduce)
+                boxes.set(t, lft, ph, pw, (h, w))
+                try:
+                    acts, logits = run(batch, reduce)
+                finally:
+                    boxes.clear()
                 end = start + len(t)
                 if unit_target:
                     values[start:end] = acts[layer_name].cpu()

@@ -130,6 +130,8 @@ def test_unit_max_is_the_strongest_unit_and_reused_modules_by_call() -> None:
     strongest = int(second[0].flatten(1).amax(1).argmax())
     result = dv.occlusion(model, image, target=("relu:2", "max"), patch=4, stride=4)
     assert result.target == ("relu:2", strongest)
+    alias = dv.occlusion(model, image, target=("conv1:1", 0), patch=4, stride=4)  # = "conv1"
+    assert alias.activation.shape == (3, 3) and alias.target == ("conv1:1", 0)
     assert result.base == pytest.approx(float(second[0, strongest].sum()), rel=1e-5)
 
     def upto_second_relu(x: torch.Tensor) -> torch.Tensor:
@@ -183,10 +185,12 @@ def test_model_untouched_after_success_and_error(training: bool) -> None:
     model.register_forward_hook(lambda *a: None)
     next(model.parameters()).requires_grad_(False)
     before = model_state(model)
+    modules = list(model.named_modules())
     image = torch.rand(3, 12, 12)
-    dv.occlusion(model, image, target=1, patch=4, stride=4)
+    dv.occlusion(model, image, target=1, patch=4, stride=4, progress=True)
     dv.occlusion(dv.Probe(model), image, target=("3", "max"), patch=4, stride=4)
     assert_same_state(before, model)
+    assert list(model.named_modules()) == modules  # the windowed chain lives in the shadow
     with pytest.raises(errors.UnitOutOfRangeError):
         dv.occlusion(model, image, target=("3", 99), patch=4, stride=4)
     assert_same_state(before, model)
