@@ -8,6 +8,8 @@ from __future__ import annotations
 from .layers import LayerInfo
 from .probe import Probe
 from .rectifiers import METHODS, RectifierCall, RectifierCoverage
+from .series_analysis import SeriesAnalysis
 from .topk import TopK, top_k
 
 __all__ = ["METHODS", "LayerInfo", "Probe", "RectifierCall", "RectifierCoverage", "TopK", "top_k"]
+__all__ += ["SeriesAnalysis"]
