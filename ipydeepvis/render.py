@@ -8,9 +8,9 @@ value policy, so a picture means the same thing wherever it is shown:
 - activation maps (per unit) are scaled from 0 to the layer's largest value, so units of one
   layer can be compared by brightness (:func:`positive_uint8`, the one positive scaling).
 
-Tiles are placed by one function (:func:`tile_grid` / :func:`place_tiles`, torchvision's
-``make_grid``), the evolution strip is drawn by :func:`strip_picture` (labelled:
-:func:`strip_figure`), and every PNG file is written by :func:`save_png_sheet`.
+Tiles are placed by one function (:func:`tile_grid` / :func:`place_tiles`), the evolution
+strip is drawn by :func:`strip_picture` (labelled: :func:`strip_figure`), and every PNG file
+is written by :func:`save_png_sheet`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torchvision.transforms.v2.functional import gaussian_blur as _tv_gaussian_blur
-from torchvision.utils import make_grid
 
 from .errors import InvalidInputError, InvalidOptionError
 
@@ -65,8 +64,7 @@ def tile_grid(tiles: npt.NDArray[np.uint8], columns: int | None = None, pad: int
 
     ``columns`` defaults to ``ceil(sqrt(N))``. Returns ``(rows*(h+pad)-pad, cols*(w+pad)-pad,
     ...)``; tile ``k`` sits at row ``k // columns``, column ``k % columns`` (the placement of
-    :class:`GridLayout`). The one tile placement of the package: torchvision's ``make_grid``
-    without its outer border.
+    :class:`GridLayout`). The one tile placement of the package.
     """
     count = tiles.shape[0]
     columns = columns or max(1, math.ceil(math.sqrt(count)))
@@ -86,22 +84,23 @@ def place_tiles(tiles: npt.NDArray[np.uint8], layout: GridLayout,
 
 def _place(tiles: npt.NDArray[np.uint8], columns: int, pad: int,
            background: int) -> npt.NDArray[np.uint8]:
-    """Grid of ``(N, h, w[, c])`` tiles, ``columns`` wide (also when fewer tiles), no border."""
+    """Grid of ``(N, h, w[, c])`` tiles, ``columns`` wide (also when fewer tiles), no border.
+
+    One reshape instead of a loop over tiles: pad every tile to ``(h + pad, w + pad)``, fill
+    the last row with background tiles, and interleave the tile rows with the image rows.
+    (torchvision's ``make_grid`` does the same placement with a Python loop per tile and
+    turns grey tiles into three channels; this is several times faster for the hundreds of
+    tiles of an activation grid.)
+    """
     count, height, width = tiles.shape[:3]
     rows = max(1, math.ceil(count / columns))
-    grey = tiles.ndim == 3
-    batch = torch.from_numpy(np.ascontiguousarray(tiles))
-    batch = batch[:, None] if grey else batch.permute(0, 3, 1, 2)
-    if count < columns:  # make_grid sizes the grid to the tiles given
-        filler = torch.full((columns - count, *batch.shape[1:]), background, dtype=batch.dtype)
-        batch = torch.cat([batch, filler])
-    grid = make_grid(batch, nrow=columns, padding=pad, pad_value=background)
-    if batch.shape[0] > 1 and pad > 0:
-        grid = grid[:, pad:-pad, pad:-pad]
-    out = grid[0] if grey else grid.permute(1, 2, 0)
-    expected = (rows * (height + pad) - pad, columns * (width + pad) - pad)
-    assert tuple(out.shape[:2]) == expected, (out.shape, expected)
-    return np.ascontiguousarray(out.numpy())
+    extra = tiles.shape[3:]
+    padded = np.full((rows * columns, height + pad, width + pad, *extra), background,
+                     dtype=tiles.dtype)
+    padded[:count, :height, :width] = tiles
+    grid = padded.reshape(rows, columns, height + pad, width + pad, *extra).swapaxes(1, 2)
+    grid = grid.reshape(rows * (height + pad), columns * (width + pad), *extra)
+    return np.ascontiguousarray(grid[:rows * (height + pad) - pad, :columns * (width + pad) - pad])
 
 
 def positive_uint8(values: torch.Tensor, top: float | None = None) -> npt.NDArray[np.uint8]:
@@ -267,7 +266,9 @@ def activation_grid_rgba(maps: torch.Tensor, layout: GridLayout,
     if a.dim() == 1:
         a = a[:, None, None]
     small = positive_uint8(a)
-    tiles = np.stack([resize_nearest(m, layout.tile, layout.tile) for m in small])
+    rows = (np.arange(layout.tile) * small.shape[1]) // layout.tile
+    cols = (np.arange(layout.tile) * small.shape[2]) // layout.tile
+    tiles = small[:, rows][:, :, cols]  # every map resized at once (as resize_nearest does)
     return to_rgba(place_tiles(tiles, layout, background))
 
 
