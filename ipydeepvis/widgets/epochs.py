@@ -190,9 +190,7 @@ class EpochScrubber(widgets.VBox):
             self._slider.value = index
         if self._play.value != index:  # else a new view's Play (jslinked) resets the slider
             self._play.value = index
-        self._epoch_label.value = (f"epoch <b>{self.epoch}</b> "
-                                   f"<span style='opacity:0.7'>({index + 1} of "
-                                   f"{len(self.epochs)} saved)</span>")
+        self._epoch_label.value = f"epoch <b>{self.epoch}</b>"
         self._move_markers()
         self._highlight_column()
         self._request("epoch")
