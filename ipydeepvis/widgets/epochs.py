@@ -307,7 +307,8 @@ class EpochScrubber(widgets.VBox):
         self._units_picker.add_class("e2e-strip-units")
         self._layer_picker.observe(self._picked, names="value")
         self._units_picker.observe(self._picked, names="value")
-        self._picker = widgets.HBox([self._layer_picker, self._units_picker])
+        self._picker = widgets.HBox([self._layer_picker, widgets.Label("units"),
+                                     self._units_picker])
         self._progress = widgets.IntProgress(0, 0, 1, description="probe scan")
         self._progress.add_class("e2e-progress")
         self._stop_button = widgets.Button(description="Stop", disabled=True,
