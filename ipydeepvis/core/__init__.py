@@ -12,6 +12,7 @@ from .maximize import MaximizeParams, MaximizeResult, MaximizeState, maximize_pa
 from .occlusion import OcclusionMap
 from .probe import Probe
 from .rectifiers import METHODS, RectifierCall, RectifierCoverage
+from .series_analysis import SeriesAnalysis
 from .topk import TopK, top_k
 
 __all__ = ["METHODS", "LayerInfo", "Probe", "RectifierCall", "RectifierCoverage", "TopK", "top_k"]
@@ -19,3 +20,4 @@ __all__ = ["METHODS", "LayerInfo", "Probe", "RectifierCall", "RectifierCoverage"
 # root (dv.occlusion, ...): binding them here would hide the submodules of the same name.
 __all__ += ["Correspondence", "Invariance", "OcclusionMap"]
 __all__ += ["MaximizeParams", "MaximizeResult", "MaximizeState", "maximize_params"]
+__all__ += ["SeriesAnalysis"]

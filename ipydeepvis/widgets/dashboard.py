@@ -9,6 +9,7 @@ for any PyTorch model. The view holds state in traits and draws frames; every nu
 from __future__ import annotations
 
 import copy
+import html
 import io
 import math
 import time
@@ -169,7 +170,8 @@ class DeepVis(widgets.VBox):
         if series is not None:
             self.scrubber = EpochScrubber(series, images, layer=start_layer,
                                           units=self._strip_units(start_layer, 0),
-                                          probe_size=probe_size, threaded=threaded)
+                                          probe_size=probe_size, threaded=threaded,
+                                          picker=False)
         self._results: dict[str, Any] = {}
         self._job_maps: tuple[tuple[Any, ...], torch.Tensor] | None = None
         self._loaded_epoch: int | None = None
@@ -366,13 +368,13 @@ class DeepVis(widgets.VBox):
             return self._model
         model = self._epoch_models.get(epoch)
         if model is None:
-            loaded = self.scrubber.model(epoch)
-            if loaded is None:
+            weights = self.scrubber.analysis.state_dict(epoch)
+            if weights is None:
                 msg = f"epoch {epoch} is unavailable: its checkpoint cannot be read"
                 raise InvalidOptionError(msg)
             model = copy.deepcopy(self._model)  # type: ignore[arg-type]
             with torch.no_grad():
-                model.load_state_dict(loaded.state_dict())
+                model.load_state_dict(weights)
             self._epoch_models = {**dict(list(self._epoch_models.items())[-1:]), epoch: model}
         return model
 
@@ -714,13 +716,14 @@ class DeepVis(widgets.VBox):
         assert self.scrubber is not None and self._model is not None
         if self._loaded_epoch == epoch:
             return True
-        weights = self.scrubber.model(epoch)
+        weights = self.scrubber.analysis.state_dict(epoch)
         if weights is None:
-            self._status.value = (f"<span style='color:#b00'>epoch {epoch} is unavailable"
-                                  "</span>")
+            why = self.scrubber.analysis.problem(epoch) or "its checkpoint cannot be read"
+            self._status.value = (f"<span style='color:#b00'>epoch {epoch} is unavailable: "
+                                  f"{html.escape(str(why))}</span>")
             return False
         with torch.no_grad():
-            self._model.load_state_dict(weights.state_dict())
+            self._model.load_state_dict(weights)
         self._loaded_epoch = epoch
         self._results.pop("projection", None)
         return True
