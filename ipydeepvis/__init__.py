@@ -10,6 +10,7 @@ from typing import Any
 
 from . import demo, errors
 from .core import LayerInfo, Probe, RectifierCoverage, TopK, top_k
+from .core import TopKIndex, build_index
 from .core.checkpoints import CheckpointSeries
 from .data import Shapes
 from .errors import DeepVisError
@@ -26,7 +27,9 @@ __all__ = [
     "RectifierCoverage",
     "Shapes",
     "TopK",
+    "TopKIndex",
     "__version__",
+    "build_index",
     "demo",
     "errors",
     "top_k",

@@ -8,6 +8,10 @@ from __future__ import annotations
 from .layers import LayerInfo
 from .probe import Probe
 from .rectifiers import METHODS, RectifierCall, RectifierCoverage
+from .index import TopKIndex
+from .indexing import build_index
+from .receptive import ReceptiveField, receptive_field
 from .topk import TopK, top_k
 
 __all__ = ["METHODS", "LayerInfo", "Probe", "RectifierCall", "RectifierCoverage", "TopK", "top_k"]
+__all__ += ["ReceptiveField", "TopKIndex", "build_index", "receptive_field"]

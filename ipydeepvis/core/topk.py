@@ -227,19 +227,24 @@ class LayerScan:
         running.where = flat[:, :, None]
         return running
 
-    def update(self, best: torch.Tensor, where: torch.Tensor, indices: torch.Tensor,
+    def update(self, best: torch.Tensor, where: torch.Tensor | None, indices: torch.Tensor,
                shape: tuple[int, ...]) -> None:
         """Add one batch: ``best``/``where`` ``(B, units)`` maxima and flat positions."""
         self.commit(self.prepare(best, where, indices, shape))
 
-    def prepare(self, best: torch.Tensor, where: torch.Tensor, indices: torch.Tensor,
+    def prepare(self, best: torch.Tensor, where: torch.Tensor | None, indices: torch.Tensor,
                 shape: tuple[int, ...]) -> tuple[Any, ...]:
         """The state after one batch, computed without changing this object (see
-        :meth:`commit`), so that several layers take a batch all or none."""
+        :meth:`commit`), so that several layers take a batch all or none. ``where=None``
+        says that no image of the batch can enter (the ranking stays as it is)."""
         if self.shape is not None and shape != self.shape:
             msg = (f"layer {self.layer!r} gave maps of shape {shape} after {self.shape}: "
                    "every image of a scan must have the same size")
             raise InvalidInputError(msg)
+        if where is None:
+            if self.values is not None:
+                return (self.values, self.indices, self.where, indices, shape)
+            where = torch.zeros(best.shape, dtype=torch.long)
         values = torch.where(torch.isnan(best), float("-inf"), best).T
         batch_indices = indices[None, :].expand(values.shape[0], -1)
         where = where.T[:, :, None]
@@ -333,7 +338,7 @@ class Scanner:
 
     def reduce(self, images: torch.Tensor,
                floors: dict[str, tuple[torch.Tensor, int]] | None = None,
-               ) -> dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]]:
+               ) -> dict[str, tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...]]]:
         """``{layer: (best (B, units), flat position (B, units), map shape)}`` for a batch.
 
         With ``floors`` (``{layer: (k-th best value so far per unit, k)}``) a position is only
@@ -348,7 +353,7 @@ class Scanner:
                 raise InvalidInputError(msg)
         batch = images.to(self.device, self.dtype)
         shadow, _key = self.shadow.current()
-        found: dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]] = {}
+        found: dict[str, tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...]]] = {}
         wanted = len(self.names)
         calls: dict[str, int] = {}
 
@@ -391,23 +396,27 @@ class Scanner:
 
 
 def _strongest(output: torch.Tensor, floor: tuple[torch.Tensor, int] | None
-               ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+               ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...]]:
     """Per (image, unit): the strongest activation and its flat position (see
-    :meth:`Scanner.reduce`); runs inside the hook, before any in-place op changes ``output``."""
+    :meth:`Scanner.reduce`); runs inside the hook, before any in-place op changes ``output``.
+    The position is None when no image of the batch can enter any unit's top-k."""
     shape = tuple(output.shape[1:])
     flat = output.detach().flatten(2) if output.dim() > 2 else output.detach()[:, :, None]
     if floor is None:
         best, where = flat.max(dim=2)
         return best.float().cpu(), where.cpu(), shape
     best = flat.amax(dim=2)  # ~10x cheaper than max with indices
+    if flat.shape[2] == 1:
+        return best.float().cpu(), torch.zeros(best.shape, dtype=torch.long), shape
+    kth, k = floor
+    chosen = best >= kth.to(best.device)  # (units,), or a scalar -inf before k images
+    count = int(chosen.sum())
+    if count == 0:
+        return best.float().cpu(), None, shape  # no image of the batch can enter
+    if count > k * best.shape[1] and best.shape[0] > k:  # only a batch's k best can enter
+        chosen &= best >= best.topk(k, dim=0).values[-1]
     where = torch.zeros(best.shape, dtype=torch.long, device=best.device)
-    if flat.shape[2] > 1:
-        kth, k = floor
-        threshold = kth.to(best.device, best.dtype).expand(best.shape[1])
-        if best.shape[0] > k:  # at most k images of a batch can enter a unit's top-k
-            threshold = torch.maximum(threshold, best.topk(k, dim=0).values[-1])
-        chosen = best >= threshold[None, :]
-        where[chosen] = flat[chosen].argmax(dim=1)
+    where[chosen] = flat[chosen].argmax(dim=1)
     return best.float().cpu(), where.cpu(), shape
 
 
