@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import demo, errors
-from .core import LayerInfo, Probe, RectifierCoverage, TopK, top_k
-from .core import TopKIndex, build_index
+from .core import LayerInfo, Probe, RectifierCoverage, TopK, TopKIndex, build_index, top_k
 from .core.checkpoints import CheckpointSeries
 from .data import Shapes
 from .errors import DeepVisError

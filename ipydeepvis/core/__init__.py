@@ -5,12 +5,12 @@ A core function can be called from a script, a test, a batch job or a widget ali
 
 from __future__ import annotations
 
-from .layers import LayerInfo
-from .probe import Probe
-from .rectifiers import METHODS, RectifierCall, RectifierCoverage
 from .index import TopKIndex
 from .indexing import build_index
+from .layers import LayerInfo
+from .probe import Probe
 from .receptive import ReceptiveField, receptive_field
+from .rectifiers import METHODS, RectifierCall, RectifierCoverage
 from .topk import TopK, top_k
 
 __all__ = ["METHODS", "LayerInfo", "Probe", "RectifierCall", "RectifierCoverage", "TopK", "top_k"]
