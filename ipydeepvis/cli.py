@@ -104,7 +104,11 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         help="torch threads (default: torch's own choice); files are bit-identical only "
         "for the same thread count",
     )  # fmt: skip
-    p.add_argument("--force", action="store_true", help="replace a series already in DIR")
+    p.add_argument(
+        "--force", action="store_true",
+        help="replace a series that ipydeepvis train wrote in DIR (only the files it wrote; "
+        "a folder with anything else of the same names is still refused)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch log")
     p.set_defaults(run=_run_train)
 

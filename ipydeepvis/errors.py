@@ -21,6 +21,7 @@ __all__ = [
     "ProbeBusyError",
     "UnitOutOfRangeError",
     "UnsupportedModelError",
+    "ViewClosedError",
 ]
 
 
@@ -65,6 +66,10 @@ class ProbeBusyError(DeepVisError, RuntimeError):
 
 class CheckpointError(DeepVisError, ValueError):
     """A checkpoint file or series that cannot be read safely or does not fit the model."""
+
+
+class ViewClosedError(DeepVisError, RuntimeError):
+    """A view was used after ``close()``: build a new one."""
 
 
 def close_matches(name: str, choices: Iterable[str], n: int = 5) -> list[str]:

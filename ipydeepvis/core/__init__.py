@@ -5,13 +5,19 @@ A core function can be called from a script, a test, a batch job or a widget ali
 
 from __future__ import annotations
 
+from .correspondence import Correspondence
 from .index import TopKIndex
 from .indexing import build_index
+from .invariance import Invariance
 from .layers import LayerInfo
+from .occlusion import OcclusionMap
 from .probe import Probe
 from .receptive import ReceptiveField, receptive_field
 from .rectifiers import METHODS, RectifierCall, RectifierCoverage
 from .topk import TopK, top_k
 
 __all__ = ["METHODS", "LayerInfo", "Probe", "RectifierCall", "RectifierCoverage", "TopK", "top_k"]
+# The functions occlusion / invariance / correspondence are exported by the package root
+# (dv.occlusion, ...): binding them here would hide the submodules of the same name.
+__all__ += ["Correspondence", "Invariance", "OcclusionMap"]
 __all__ += ["ReceptiveField", "TopKIndex", "build_index", "receptive_field"]

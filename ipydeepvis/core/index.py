@@ -277,13 +277,10 @@ class TopKIndex:
 
 
 def _package_version() -> str:
-    """The installed ipydeepvis version (for the header; "unknown" from a source tree)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The package version, for the header."""
+    from .. import __version__
 
-    try:
-        return version("ipydeepvis")
-    except PackageNotFoundError:
-        return "unknown"
+    return str(__version__)
 
 
 def _atomic(target: Path, write: Any) -> None:

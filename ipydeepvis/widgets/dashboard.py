@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,18 +25,24 @@ from torch import nn
 from traitlets import Float, Int, TraitError, Tuple, Unicode, observe, validate
 
 from .. import render
+from ..checkpoints import CheckpointSeries
 from ..core import METHODS, Probe
-from ..core.checkpoints import CheckpointSeries
-from ..errors import InvalidInputError, InvalidOptionError
-from ._base import LatestWins, report_error
+from ..errors import (
+    InvalidInputError,
+    InvalidOptionError,
+    UnsupportedModelError,
+    ViewClosedError,
+)
+from ._base import LatestWins, close_widget_tree, report_error
+from .analyses import ANALYSIS_PANES
 from .epochs import EpochScrubber
+from .panes import DEFAULT_PANES, GRID_WIDTH, PANE, InputPane, Pane, ViewState
 from .tiles import TileCanvas
 
 __all__ = ["DeepVis"]
 
 POSITIONS = ("max", "all", "clicked")
-PANE = 192  # px of the input, enlarged-unit and projection panes
-GRID_WIDTH = 480
+CONTRAST_RANGE = (2.0 ** -3, 2.0 ** 4)
 
 
 class DeepVis(widgets.VBox):
@@ -44,26 +51,39 @@ class DeepVis(widgets.VBox):
     Parameters
     ----------
     model : nn.Module
-        Any image model; it is never modified (weights, mode, hooks stay as they are).
-    images : Tensor, sequence of Tensors, or Dataset
+        Any image model; it is never modified (weights, mode, hooks stay as they are), and the
+        dashboard never touches its module objects from its worker thread: the probe runs on
+        a shadow that shares the weights (see :class:`~ipydeepvis.core.shadow.ModelShadow`).
+    images : Tensor, array, sequence of them, or Dataset
         Images ``(C, H, W)`` with values in 0..1 (a batch ``(N, C, H, W)`` works too; from a
-        data set yielding ``(image, label)`` the first ``max_images`` are taken).
+        data set yielding ``(image, label)`` the first ``max_images`` are taken). ``uint8``
+        images (0..255) are divided by 255; other integer types are refused.
     checkpoints : CheckpointSeries or path, optional
         A training run's saved epochs: adds the epoch scrubber (Play, slider, evolution strip,
         curves) and makes the whole dashboard follow the chosen epoch. The dashboard then works
         on its own copy of ``model``; yours is never loaded into.
     classes : sequence of str, optional
-        Class names; with a classifier's logits they give the top-5 predictions.
+        Class names of the model's outputs (one per logit); they give the top-5 predictions.
     preprocess : callable, optional
         Applied to an image before the model sees it (e.g. ``transforms.Normalize``); images
         themselves stay displayable.
     max_images : int
-        How many images of ``images`` the picker offers.
+        How many images of ``images`` the picker offers (at least 1).
     probe_size : int
         With ``checkpoints``: how many images of ``images`` the evolution strip scans per epoch.
     threaded : bool
         Compute in a background thread where the newest request wins (default). False computes
         inside each event, which scripts and tests may prefer.
+    panes : sequence of Pane classes, optional
+        What the dashboard shows: by default the main row
+        (:data:`~ipydeepvis.widgets.panes.DEFAULT_PANES`) and the analyses in tabs below it
+        (:data:`~ipydeepvis.widgets.analyses.ANALYSIS_PANES`).
+
+    Notes
+    -----
+    Call :meth:`close` when done with a view: it stops its threads and frees its widgets, the
+    recorded forward pass and any model copy. After training the model in the same kernel,
+    :meth:`refresh` redraws everything with the new weights.
     """
 
     layer = Unicode(help="Name of the layer shown (as in probe.layers)").tag(sync=True)
@@ -77,7 +97,8 @@ class DeepVis(widgets.VBox):
         sync=True)
     display = Unicode("raw", help="Projection display: raw, gray, norm or blurred norm").tag(
         sync=True)
-    contrast = Float(1.0, help="Projection contrast (gain before clipping)").tag(sync=True)
+    contrast = Float(1.0, help="Projection contrast (gain before clipping), "
+                     f"{CONTRAST_RANGE[0]} to {CONTRAST_RANGE[1]}").tag(sync=True)
     epoch = Int(-1, help="Saved epoch whose weights are shown (-1: the model as given)").tag(
         sync=True)
 
@@ -92,10 +113,31 @@ class DeepVis(widgets.VBox):
         max_images: int = 16,
         probe_size: int = 300,
         threaded: bool = True,
+        panes: Sequence[type[Pane]] | None = None,
     ) -> None:
         super().__init__()
         self._ready = False
+        self._closed = False
+        self._worker: LatestWins | None = None
+        self.scrubber: EpochScrubber | None = None
+        self.panes: dict[str, Pane] = {}
+        try:
+            self._setup(model, images, checkpoints, classes, preprocess, max_images,
+                        probe_size, threaded, panes or (*DEFAULT_PANES, *ANALYSIS_PANES))
+        except BaseException:
+            self.close()  # a failed constructor leaves no thread, widget or copy behind
+            raise
+
+    def _setup(self, model: nn.Module, images: Any, checkpoints: Any,
+               classes: Sequence[str] | None, preprocess: Any, max_images: int,
+               probe_size: int, threaded: bool, pane_classes: Sequence[type[Pane]]) -> None:
+        _check_count("max_images", max_images)
+        _check_count("probe_size", probe_size)
+        if not isinstance(model, nn.Module):
+            msg = f"model must be a torch.nn.Module, got {type(model).__name__}"
+            raise UnsupportedModelError(msg)
         self._images, self._labels = _collect_images(images, max_images)
+        self._source, self._source_count = images, len(self._images)
         self._classes = list(classes) if classes is not None else None
         # a data set's labels index its own class list (an ImageFolder's folders), which need
         # not be the model's classes
@@ -107,7 +149,7 @@ class DeepVis(widgets.VBox):
             series = checkpoints if hasattr(checkpoints, "epochs") else CheckpointSeries(
                 checkpoints, model=model)
             model = copy.deepcopy(model)  # epochs are loaded into this copy, never into yours
-        self._model = model
+        self._model: nn.Module | None = model
         self.probe = Probe(model, input_shape=tuple(self._model_input(self._images[0]).shape))
         self._layers = {
             layer.name: layer for layer in self.probe.layers
@@ -116,29 +158,45 @@ class DeepVis(widgets.VBox):
         if not self._layers:
             msg = "the model has no layer with (C, H, W) or (F,) outputs to show"
             raise InvalidInputError(msg)
+        self._check_classes()
         convs = [n for n, layer in self._layers.items() if layer.kind == "conv"]
         start_layer = convs[-1] if convs else next(iter(self._layers))
-        self.scrubber: EpochScrubber | None = None
         if series is not None:
             self.scrubber = EpochScrubber(series, images, layer=start_layer,
                                           units=self._strip_units(start_layer, 0),
                                           probe_size=probe_size, threaded=threaded)
-        self._projection: tuple[tuple[Any, ...], torch.Tensor] | None = None
+        self._results: dict[str, Any] = {}
+        self._job_maps: tuple[tuple[Any, ...], torch.Tensor] | None = None
+        self._loaded_epoch: int | None = None
         self._notices: dict[int, str] = {}  # image index -> what an upload changed
         self.timings: dict[str, float] = {}
         self._worker = LatestWins(self._render, self._show_error, threaded=threaded)
-        self._build_panes()
+        self._generation = 0  # refresh() starts a new one: cached analysis results are stale
+        self._epoch_models: dict[int, nn.Module] = {}
+        self._status = widgets.HTML()
+        self._status.add_class("e2e-status")
+        self._errors = widgets.Output()
+        self._errors.add_class("e2e-errors")
+        self.panes = {cls.name: cls(self) for cls in pane_classes}
+        self._pane_workers = {
+            name: LatestWins(pane.job, pane.report, threaded=threaded,  # type: ignore[attr-defined]
+                             on_close=pane.stop, name=f"ipydeepvis-{name}",  # type: ignore[attr-defined]
+                             lazy=True)
+            for name, pane in self.panes.items() if getattr(pane, "own_worker", False)}
         self._build_controls()
         self.layer = start_layer
-        self.children = [self._controls, self._panes, self._status, self._errors]
+        self.children = [self._controls, self._layout_panes(), self._status, self._errors]
         if self.scrubber is not None:
+            self.epoch = self.scrubber.epoch
             self.children = [*self.children, self.scrubber]
             widgets.link((self.scrubber, "epoch"), (self, "epoch"))
             self._follow_layer()
         self.add_class("deepvis")
         self._ready = True
         first = ("weights",) if self.scrubber is not None else ()
-        self._request(*first, "thumbnails", "image", "grid", "unit", "projection")
+        self._request(*first, "thumbnails", *self.panes)
+        for name in self._pane_workers:
+            self._request_pane(name, run=False)
 
     # ------------------------------------------------------------------ trait rules
 
@@ -153,12 +211,12 @@ class DeepVis(widgets.VBox):
 
     @validate("unit")
     def _check_unit(self, proposal: Any) -> int:
-        value = int(proposal["value"])
+        value = proposal["value"]
         channels = self._channels()
-        if not 0 <= value < channels:
+        if isinstance(value, bool) or not 0 <= value < channels:
             msg = f"unit {value} is out of range for layer {self.layer!r}: 0..{channels - 1}"
             raise TraitError(msg)
-        return value
+        return int(value)
 
     @validate("image_index")
     def _check_image(self, proposal: Any) -> int:
@@ -180,95 +238,184 @@ class DeepVis(widgets.VBox):
     def _check_display(self, proposal: Any) -> str:
         return _one_of("display", proposal["value"], render.DISPLAY_MODES)
 
+    @validate("contrast")
+    def _check_contrast(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        low, high = CONTRAST_RANGE
+        if not low <= value <= high:  # also refuses NaN
+            msg = f"contrast must be between {low} and {high}, got {value!r}"
+            raise TraitError(msg)
+        return value
+
+    @validate("clicked")
+    def _check_clicked(self, proposal: Any) -> tuple[int, int]:
+        row, col = (int(v) for v in proposal["value"])
+        height, width = self._map_size(self.layer)
+        if not (0 <= row < height and 0 <= col < width):
+            msg = (f"clicked {(row, col)} is outside the {height}x{width} map of layer "
+                   f"{self.layer!r}: rows 0..{height - 1}, columns 0..{width - 1}")
+            raise TraitError(msg)
+        return row, col
+
+    @validate("epoch")
+    def _check_epoch(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        scrubber = getattr(self, "scrubber", None)
+        if scrubber is None:
+            if value != -1:
+                msg = (f"epoch {value} cannot be shown: this dashboard has no checkpoints "
+                       "(pass checkpoints= to DeepVis); epoch stays -1")
+                raise TraitError(msg)
+        elif value not in scrubber.epochs:
+            msg = f"epoch {value} is not a saved epoch; saved epochs are {scrubber.epochs}"
+            raise TraitError(msg)
+        return value
+
     @observe("layer")
     def _layer_changed(self, change: Any) -> None:
+        if self._closed:
+            return
         channels = self._channels()
+        height, width = self._map_size(self.layer)
         with self.hold_sync():
             if self.unit >= channels:
                 self.unit = channels - 1
+            row, col = self.clicked
+            if row >= height or col >= width:  # the old layer's click, moved inside the map
+                self.clicked = (min(row, height - 1), min(col, width - 1))
             self._unit_slider.max = channels - 1
         self._highlight_unit()
-        self._request("grid", "unit", "projection")
         self._follow_layer()
 
     @observe("unit")
     def _unit_changed(self, change: Any) -> None:
+        if self._closed:
+            return
         self._highlight_unit()
-        self._request("unit", "projection")
         self._follow_layer()
 
-    @observe("epoch")
-    def _epoch_changed(self, change: Any) -> None:
-        if self.scrubber is not None and self.epoch >= 0:
-            self._request("weights", "image", "grid", "unit", "projection")
-
-    def _load_epoch(self) -> bool:
-        """Put the current epoch's weights into the dashboard's model copy (on the worker, so
-        no forward pass ever sees half-loaded weights); False if that epoch cannot be read."""
-        assert self.scrubber is not None
-        weights = self.scrubber.model(self.epoch)
-        if weights is None:
-            self._status.value = (f"<span style='color:#b00'>epoch {self.epoch} is unavailable"
-                                  "</span>")
-            return False
-        with torch.no_grad():
-            self._model.load_state_dict(weights.state_dict())
-        self._projection = None
-        return True
-
-    def _follow_layer(self) -> None:
-        """Let the evolution strip follow the selected layer and unit (plus a few others)."""
-        if self.scrubber is None or self.layer not in self.scrubber._channels:
-            return
-        with self.scrubber.hold_trait_notifications():
-            self.scrubber.layer = self.layer
-            self.scrubber.units = self._strip_units(self.layer, self.unit)
-
-    def _strip_units(self, layer: str, unit: int) -> list[int]:
-        """The selected unit first, then four more spread over the layer."""
-        channels = int(self._layers[layer].channels or 1)
-        others = [u for u in range(0, channels, max(1, channels // 4)) if u != unit]
-        return [unit, *others[:4]]
-
-    @observe("image_index")
-    def _image_changed(self, change: Any) -> None:
-        self._request("image", "grid", "unit", "projection")
-
-    @observe("method", "position", "clicked")
-    def _seed_changed(self, change: Any) -> None:
-        self._request("projection")
-
-    @observe("display", "contrast")
-    def _display_changed(self, change: Any) -> None:
-        self._request("picture")
+    @observe("layer", "unit", "image_index", "method", "position", "clicked", "display",
+             "contrast", "epoch")
+    def _state_changed(self, change: Any) -> None:
+        """Ask the panes that depend on the changed trait to recompute (or only redraw)."""
+        name = change["name"]
+        stale = [p.name for p in self.panes.values() if name in p.depends]
+        redraw = [f"draw:{p.name}" for p in self.panes.values() if name in p.display]
+        if name == "epoch" and self.scrubber is not None:
+            stale.insert(0, "weights")
+        for pane in [p for p in stale if p in getattr(self, "_pane_workers", {})]:
+            stale.remove(pane)
+            self._request_pane(pane, run=False)
+        self._request(*stale, *redraw)
 
     def _request(self, *parts: str) -> None:
         """Ask the render worker to bring ``parts`` up to date (once construction is done)."""
-        if self._ready:
+        parts = tuple(p for p in parts if p not in getattr(self, "_pane_workers", {}))
+        if self._ready and self._worker is not None and parts:
             self._worker.request(*parts)
+
+    def _request_pane(self, name: str, run: bool) -> None:
+        """Ask a pane with its own worker to show its result for the current state (``run``:
+        compute it if it is not cached)."""
+        worker = self._pane_workers.get(name) if self._ready else None
+        if worker is None:
+            return
+        if not run and not worker.started:  # nothing computed yet: say so without a thread
+            pane = self.panes[name]
+            try:
+                pane.job({"show"})  # type: ignore[attr-defined]
+            except Exception as exc:
+                pane.report(exc)  # type: ignore[attr-defined]
+            return
+        worker.request("run" if run else "show")
 
     # ------------------------------------------------------------------ public helpers
 
     def wait(self, timeout: float = 300.0) -> bool:
-        """Block until every requested frame is drawn (for scripts and tests)."""
+        """Block until every requested frame is drawn (for scripts and tests); True at once
+        after :meth:`close`."""
+        if self._closed:
+            return True
+        assert self._worker is not None
         done = self._worker.wait(timeout)
+        for worker in self._pane_workers.values():
+            done = worker.wait(timeout) and done
         if self.scrubber is not None:
             done = self.scrubber.wait(timeout) and done
         return done
 
+    def refresh(self) -> None:
+        """Redraw everything from the model as it is now (e.g. after training it some more);
+        the analyses' cached results are not shown again."""
+        self._generation += 1
+        self._request("thumbnails", *self.panes)
+        for name in self._pane_workers:
+            self._request_pane(name, run=False)
+
+    def model_at(self, epoch: int) -> nn.Module:
+        """The model with the weights of ``epoch`` (-1: the model as given), for analyses that
+        run beside the main panes: with checkpoints, a module of its own per epoch (the two
+        most recent kept), so no analysis sees the dashboard's weights change under it."""
+        if self.scrubber is None or epoch < 0:
+            assert self._model is not None
+            return self._model
+        model = self._epoch_models.get(epoch)
+        if model is None:
+            loaded = self.scrubber.model(epoch)
+            if loaded is None:
+                msg = f"epoch {epoch} is unavailable: its checkpoint cannot be read"
+                raise InvalidOptionError(msg)
+            model = copy.deepcopy(self._model)  # type: ignore[arg-type]
+            with torch.no_grad():
+                model.load_state_dict(loaded.state_dict())
+            self._epoch_models = {**dict(list(self._epoch_models.items())[-1:]), epoch: model}
+        return model
+
+    def _part_boxes(self) -> torch.Tensor | None:
+        """Object boxes ``(N, 4)`` (x0, y0, x1, y1) of the shown images when their data set
+        can tell them (the embedded Shapes data set can), else None."""
+        boxes = getattr(self._source, "boxes", None)
+        if not callable(boxes) or len(self._images) != self._source_count:
+            return None
+        return torch.as_tensor(boxes(list(range(self._source_count))))
+
     def close(self) -> None:
-        """Stop the render workers and close the widget."""
-        self._worker.close()
-        if self.scrubber is not None:
-            self.scrubber.close()
-        super().close()
+        """Stop the render worker and free the view: its widgets, the recorded forward pass,
+        its model copy and images. Later calls return at once or raise ViewClosedError."""
+        if getattr(self, "_closed", False) and getattr(self, "_worker", None) is None:
+            return
+        self._closed = True
+        self._ready = False
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            worker.close()
+        for pane_worker in getattr(self, "_pane_workers", {}).values():
+            pane_worker.close()
+        self._epoch_models = {}
+        scrubber = getattr(self, "scrubber", None)
+        if scrubber is not None:
+            scrubber.close()
+        probe = getattr(self, "probe", None)
+        if probe is not None:
+            probe.clear()
+        self._model = None
+        self._results = {}
+        self._job_maps = None
+        self._worker = None
+        self._source = None
+        extra = [p.widget for p in getattr(self, "panes", {}).values() if p.widget is not None]
+        close_widget_tree(self, *extra)
 
     def save_png(self, path: str | Path) -> Path:
         """Save the current view (input, grid, enlarged unit, projection) as one PNG."""
+        if self._closed:
+            msg = "this DeepVis view is closed; build a new one to save a picture"
+            raise ViewClosedError(msg)
+        path = _check_png_path(path)
         self.wait()
-        frames = [c.frame for c in (self._input_canvas, self._grid_canvas, self._unit_canvas,
-                                     self._projection_canvas)]
-        shown = [f for f in frames if f is not None]
+        frames = self.frames
+        shown = [frames[name] for name in ("input", "grid", "unit", "projection")
+                 if frames.get(name) is not None]
         height = max(f.shape[0] for f in shown)
         pad = 8
         width = sum(f.shape[1] for f in shown) + pad * (len(shown) - 1)
@@ -277,25 +424,29 @@ class DeepVis(widgets.VBox):
         for frame in shown:
             sheet[:frame.shape[0], x:x + frame.shape[1]] = frame
             x += frame.shape[1] + pad
-        path = Path(path)
-        Image.fromarray(sheet, "RGBA").save(path)
+        try:
+            Image.fromarray(sheet, "RGBA").save(path, format="PNG")
+        except OSError as exc:
+            msg = f"cannot write {str(path)!r}: {exc}"
+            raise InvalidOptionError(msg) from exc
         return path
 
     @property
     def frames(self) -> dict[str, npt.NDArray[np.uint8] | None]:
         """The RGBA frames on the canvases now: input, thumbnails, grid, unit, projection."""
-        return {
-            "input": self._input_canvas.frame,
-            "thumbnails": self._thumbs_canvas.frame,
-            "grid": self._grid_canvas.frame,
-            "unit": self._unit_canvas.frame,
-            "projection": self._projection_canvas.frame,
-        }
+        out: dict[str, npt.NDArray[np.uint8] | None] = {}
+        for pane in self.panes.values():
+            out.update(pane.frames())
+        return out
 
     @property
     def grid_layout(self) -> render.GridLayout:
         """Where each unit's tile is in the grid frame (for clicks and tests)."""
-        return render.grid_layout(self._channels(), GRID_WIDTH)
+        return self.layout_of(self.layer)
+
+    def layout_of(self, layer: str) -> render.GridLayout:
+        """The grid layout of ``layer``'s units."""
+        return render.grid_layout(int(self._layers[layer].channels or 1), GRID_WIDTH)
 
     def click_grid(self, x: float, y: float) -> None:
         """Select the unit whose tile holds grid pixel ``(x, y)`` (what a click does)."""
@@ -315,15 +466,22 @@ class DeepVis(widgets.VBox):
             self.clicked = (i, j)
             self.position = "clicked"
 
-    def add_image(self, image: torch.Tensor) -> int:
-        """Append an image ``(C, H, W)`` in 0..1 and show it; returns its index."""
-        self._images.append(image)
+    def add_image(self, image: Any) -> int:
+        """Append an image ``(C, H, W)`` (tensor or array; 0..1 floats or uint8) and show it;
+        returns its index."""
+        if self._closed:
+            msg = "this DeepVis view is closed; build a new one to add images"
+            raise ViewClosedError(msg)
+        tensor = _as_image(image, "image")
+        self._images.append(tensor)
         self._labels.append(None)
         self._request("thumbnails")
         self.image_index = len(self._images) - 1
         return self.image_index
 
     def __repr__(self) -> str:
+        if self._closed:
+            return "DeepVis(closed)"
         return (f"DeepVis(layer={self.layer!r}, unit={self.unit}, image_index={self.image_index}, "
                 f"method={self.method!r}, images={len(self._images)})")
 
@@ -353,74 +511,80 @@ class DeepVis(widgets.VBox):
         self._display_picker = widgets.Dropdown(options=list(render.DISPLAY_MODES),
                                                 description="display",
                                                 layout=widgets.Layout(width="200px"))
-        self._contrast_slider = widgets.FloatLogSlider(1.0, base=2, min=-3, max=4, step=0.25,
+        low, high = CONTRAST_RANGE
+        self._contrast_slider = widgets.FloatLogSlider(1.0, base=2, min=math.log2(low),
+                                                       max=math.log2(high), step=0.25,
                                                        description="contrast",
                                                        continuous_update=False)
-        widgets.link((self._layer_picker, "value"), (self, "layer"))
-        widgets.link((self._unit_slider, "value"), (self, "unit"))
-        widgets.link((self._method_buttons, "value"), (self, "method"))
-        widgets.link((self._position_buttons, "value"), (self, "position"))
-        widgets.link((self._display_picker, "value"), (self, "display"))
-        widgets.link((self._contrast_slider, "value"), (self, "contrast"))
-        self._prev.on_click(lambda _b: self._step_layer(-1))
-        self._next.on_click(lambda _b: self._step_layer(+1))
+        self._layer_picker.value = None
+        for control, name in [(self._layer_picker, "layer"), (self._unit_slider, "unit"),
+                              (self._method_buttons, "method"),
+                              (self._position_buttons, "position"),
+                              (self._display_picker, "display"),
+                              (self._contrast_slider, "contrast")]:
+            self._bind(control, name)
+        self._prev.on_click(self._previous_layer)
+        self._next.on_click(self._next_layer)
         self._controls = widgets.VBox([
             widgets.HBox([self._layer_picker, self._prev, self._next, self._unit_slider]),
             widgets.HBox([self._method_buttons, self._position_buttons]),
             widgets.HBox([self._display_picker, self._contrast_slider]),
         ])
 
-    def _build_panes(self) -> None:
-        self._input_canvas = TileCanvas(PANE, PANE, "e2e-input")
-        self._thumbs_canvas = TileCanvas(PANE, 32, "e2e-thumbs")
-        self._thumbs_canvas.on_click(self._click_thumbnail)
-        column = widgets.Layout(width=f"{PANE}px")
-        self._upload = widgets.FileUpload(accept="image/*", multiple=False,
-                                          description="your image")
-        self._upload.add_class("e2e-upload")
-        self._upload.observe(self._uploaded, names="value")
-        self._notice = widgets.HTML(layout=column)
-        self._notice.add_class("e2e-notice")
-        self._predictions = widgets.HTML(layout=column)
-        self._predictions.add_class("e2e-predictions")
-        self._grid_canvas = TileCanvas(GRID_WIDTH, GRID_WIDTH, "e2e-grid")
-        self._grid_canvas.on_click(self.click_grid)
-        self._grid_label = widgets.HTML()
-        self._grid_label.add_class("e2e-grid-label")
-        self._unit_canvas = TileCanvas(PANE, PANE, "e2e-unitmap")
-        self._unit_canvas.on_click(self.click_unit_map)
-        self._projection_canvas = TileCanvas(PANE, PANE, "e2e-projection")
-        self._status = widgets.HTML()
-        self._status.add_class("e2e-status")
-        self._errors = widgets.Output()
-        self._errors.add_class("e2e-errors")
-        title = widgets.HTML
+    def _bind(self, control: widgets.ValueWidget, name: str) -> None:
+        """Keep ``control.value`` and trait ``name`` equal; a value the trait refuses puts the
+        control back and shows why (a plain ``link`` would leave the control on it)."""
 
-        def pane(children: list[widgets.Widget], width: int) -> widgets.VBox:
+        def to_trait(change: Any) -> None:
+            if change["new"] is None or change["new"] == getattr(self, name):
+                return
+            try:
+                setattr(self, name, change["new"])
+            except TraitError as exc:
+                control.value = getattr(self, name)
+                self._show_error(InvalidOptionError(str(exc)))
+
+        def to_control(change: Any) -> None:
+            if control.value != change["new"]:
+                control.value = change["new"]
+
+        control.observe(to_trait, names="value")
+        self.observe(to_control, names=name)
+        if getattr(self, name) is not None and getattr(self, name) != "":
+            control.value = getattr(self, name)
+
+    def _layout_panes(self) -> widgets.Widget:
+        """Main row: columns 0, 1, 2 side by side; other panes in tabs below."""
+
+        def column(children: list[widgets.Widget], width: int) -> widgets.VBox:
             """A column of fixed width: long text wraps instead of pushing the others."""
             return widgets.VBox(children, layout=widgets.Layout(
                 width=f"{width + 8}px", min_width=f"{width + 8}px", overflow="hidden"))
 
-        self._panes = widgets.HBox([
-            pane([title("<b>input</b>"), self._input_canvas, self._thumbs_canvas,
-                  self._upload, self._notice, self._predictions], PANE),
-            pane([title("<b>activations</b> (click a unit)"), self._grid_canvas,
-                  self._grid_label], GRID_WIDTH),
-            pane([title("<b>selected unit</b> (click to seed)"), self._unit_canvas,
-                  title("<b>projection</b>"), self._projection_canvas], PANE),
-        ], layout=widgets.Layout(flex_flow="row wrap"))
+        widths = {0: PANE, 1: GRID_WIDTH, 2: PANE}
+        columns = [column([p.widget for p in self.panes.values() if p.column == c], widths[c])
+                   for c in sorted(widths)]
+        row = widgets.HBox([c for c in columns if c.children],
+                           layout=widgets.Layout(flex_flow="row wrap"))
+        extra = [p for p in self.panes.values() if p.column is None]
+        if not extra:
+            return row
+        tabs = widgets.Tab(children=[p.widget for p in extra])
+        for i, pane in enumerate(extra):
+            tabs.set_title(i, pane.title or pane.name)
+        return widgets.VBox([row, tabs])
+
+    def _previous_layer(self, _button: Any) -> None:
+        self._step_layer(-1)
+
+    def _next_layer(self, _button: Any) -> None:
+        self._step_layer(+1)
 
     def _step_layer(self, step: int) -> None:
         names = list(self._layers)
         index = names.index(self.layer) + step
         if 0 <= index < len(names):
             self.layer = names[index]
-
-    def _click_thumbnail(self, x: float, y: float) -> None:
-        layout = self._thumb_layout()
-        index = layout.unit_at(x, y)
-        if index is not None:
-            self.image_index = index
 
     def _uploaded(self, change: Any) -> None:
         files = change["new"]
@@ -434,92 +598,154 @@ class DeepVis(widgets.VBox):
         except Exception as exc:
             self._show_error(exc)
 
+    # ------------------------------------------------------------------ compatibility names
+
+    @property
+    def _grid_canvas(self) -> TileCanvas:
+        return self.panes["grid"].canvas  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def _unit_canvas(self) -> TileCanvas:
+        return self.panes["unit"].canvas  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def _projection_canvas(self) -> TileCanvas:
+        return self.panes["projection"].canvas  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def _input_canvas(self) -> TileCanvas:
+        return self.panes["input"].canvas  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def _predictions(self) -> widgets.HTML:
+        return self.panes["input"].predictions  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def _notice(self) -> widgets.HTML:
+        return self.panes["input"].notice  # type: ignore[attr-defined, no-any-return]
+
     # ------------------------------------------------------------------ rendering
 
     def _channels(self) -> int:
         layer = self._layers.get(self.layer)
         return int(layer.channels or 1) if layer is not None else 1
 
+    def _map_size(self, layer: str) -> tuple[int, int]:
+        info = self._layers.get(layer)
+        shape = info.shape if info is not None else None
+        if shape is None or len(shape) != 3:
+            return 1, 1
+        return int(shape[1]), int(shape[2])
+
     def _model_input(self, image: torch.Tensor) -> torch.Tensor:
         return self._preprocess(image) if self._preprocess is not None else image
 
-    def _thumb_layout(self) -> render.GridLayout:
-        return render.GridLayout(len(self._images), max(1, PANE // 33), 32, 1)
+    def _snapshot(self) -> ViewState:
+        return ViewState(self.layer, self.unit, self.image_index, self.method, self.position,
+                         tuple(self.clicked), self.display, self.contrast,  # type: ignore[arg-type]
+                         self.epoch)
+
+    def _maps(self, state: ViewState) -> torch.Tensor:
+        """The layer's maps ``(C, ...)`` for the state's image (once per job)."""
+        key = (state.layer, state.image_index, state.epoch)
+        if self._job_maps is None or self._job_maps[0] != key:
+            x = self._model_input(self._images[state.image_index])
+            maps = self.probe.activations(x, [state.layer])[state.layer][0]
+            self._job_maps = (key, maps)
+        return self._job_maps[1]
+
+    def _seed_position(self, state: ViewState) -> Any:
+        if state.position != "clicked":
+            return state.position
+        height, width = self._map_size(state.layer)
+        if (height, width) == (1, 1) and len(self._layers[state.layer].shape or ()) != 3:
+            return "max"
+        return (min(state.clicked[0], height - 1), min(state.clicked[1], width - 1))
 
     def _highlight_unit(self) -> None:
+        grid = self.panes.get("grid")
+        if grid is None or self.layer not in self._layers:
+            return
         layout = self.grid_layout
         if self.unit < layout.count:
             y, x = layout.origin(self.unit)
-            self._grid_canvas.highlight((x, y, layout.tile, layout.tile))
+            grid.canvas.highlight((x, y, layout.tile, layout.tile))  # type: ignore[attr-defined]
 
     def _render(self, parts: set[str]) -> None:
-        """Recompute the stale parts for the current traits (runs on the worker)."""
-        if "thumbnails" in parts or self._thumbs_canvas.frame is None:
-            self._draw_thumbnails()
-        if "weights" in parts and not self._load_epoch():
+        """Recompute the stale panes for a snapshot of the traits (runs on the worker)."""
+        worker = self._worker
+        if worker is None or worker.closed:
             return
-        layer, unit, index = self.layer, self.unit, self.image_index
-        image = self._images[index]
-        x = self._model_input(image)
+        state = self._snapshot()
+        self._job_maps = None
         started = time.perf_counter()
-        notes = []
-        if "image" in parts:
-            self._notice.value = self._notices.get(index, "")
-            self._input_canvas.show(render.to_rgba(render.resize_nearest(
-                render.image_to_uint8(image), PANE, PANE)))
-            self._thumbs_canvas.highlight(self._thumb_box(index))
-            self._predictions.value = self._predictions_html(x, index)
-        maps = self.probe.activations(x, [layer])[layer][0]
-        if "grid" in parts:
-            t0 = time.perf_counter()
-            self._grid_canvas.show(render.activation_grid_rgba(maps, self.grid_layout))
-            self._highlight_unit()
-            self.timings["grid"] = time.perf_counter() - t0
-        if "unit" in parts or "grid" in parts:
-            unit_map = maps[unit]
-            top = float(maps.clamp(min=0).max())
-            self._unit_canvas.show(render.unit_map_rgba(unit_map, PANE, top))
-            peak = float(unit_map.max())
-            where = divmod(int(unit_map.flatten().argmax()), unit_map.shape[-1]) \
-                if unit_map.dim() == 2 else ()
-            self._grid_label.value = (f"unit <b>{unit}</b> of {maps.shape[0]}: "
-                                      f"max {peak:.3g} at {tuple(where)}")
-        if parts & {"projection", "unit", "grid", "image"}:
-            t0 = time.perf_counter()
-            self._project(x, layer, unit)
-            self.timings["project"] = time.perf_counter() - t0
-            notes.append(f"{self.method} {1000 * self.timings['project']:.0f} ms")
-            parts.add("picture")
-        if "picture" in parts and self._projection is not None:
-            t0 = time.perf_counter()
-            picture = render.projection_picture(self._projection[1][0], self.display,
-                                                self.contrast)
-            self._projection_canvas.show(render.to_rgba(render.resize_nearest(
-                picture, PANE, PANE)))
-            self.timings["picture"] = time.perf_counter() - t0
+        if "weights" in parts and not self._load_epoch(state.epoch):
+            return
+        if "thumbnails" in parts and isinstance(self.panes.get("input"), InputPane):
+            self.panes["input"].draw_thumbnails()  # type: ignore[attr-defined]
+        computed = False
+        for pane in list(self.panes.values()):
+            if worker.closed:
+                return
+            if pane.name in parts:
+                result = pane.compute(state)
+                self._results[pane.name] = result
+                pane.draw(result, state)
+                computed = True
+            elif f"draw:{pane.name}" in parts and pane.name in self._results:
+                pane.draw(self._results[pane.name], state)
         total = time.perf_counter() - started
         self.timings["total"] = total
-        seed = self.position if self.position != "clicked" else f"clicked {self.clicked}"
-        self._status.value = (f"layer <b>{layer}</b> · unit <b>{unit}</b> · seed {seed} · "
-                              f"{', '.join(notes) or 'display only'} · total "
-                              f"{1000 * total:.0f} ms")
+        notes = [p.note for p in self.panes.values() if p.note]
+        seed = state.position if state.position != "clicked" else f"clicked {state.clicked}"
+        epoch = f" · epoch {state.epoch}" if state.epoch >= 0 else ""
+        self._status.value = (f"layer <b>{state.layer}</b> · unit <b>{state.unit}</b> · seed "
+                              f"{seed}{epoch} · {' · '.join(notes) if computed else 'display only'}"
+                              f" · total {1000 * total:.0f} ms")
 
-    def _project(self, x: torch.Tensor, layer: str, unit: int) -> torch.Tensor:
-        position: Any = self.position
-        if position == "clicked":
-            shape = self._layers[layer].shape or ()
-            if len(shape) == 3:
-                position = (min(self.clicked[0], shape[1] - 1), min(self.clicked[1], shape[2] - 1))
-            else:
-                position = "max"
-        key = (self.image_index, self.epoch, layer, unit, self.method, position)
-        if self._projection is None or self._projection[0] != key:
-            projection = self.probe.project(x, layer, unit, method=self.method,
-                                            position=position)
-            self._projection = (key, projection)
-        return self._projection[1]
+    def _load_epoch(self, epoch: int) -> bool:
+        """Put the epoch's weights into the dashboard's model copy (on the worker, so no
+        forward pass ever sees half-loaded weights); False if that epoch cannot be read."""
+        assert self.scrubber is not None and self._model is not None
+        if self._loaded_epoch == epoch:
+            return True
+        weights = self.scrubber.model(epoch)
+        if weights is None:
+            self._status.value = (f"<span style='color:#b00'>epoch {epoch} is unavailable"
+                                  "</span>")
+            return False
+        with torch.no_grad():
+            self._model.load_state_dict(weights.state_dict())
+        self._loaded_epoch = epoch
+        self._results.pop("projection", None)
+        return True
 
-    def _predictions_html(self, x: torch.Tensor, index: int) -> str:
+    def _follow_layer(self) -> None:
+        """Let the evolution strip follow the selected layer and unit (plus a few others)."""
+        scrubber = self.scrubber
+        if scrubber is None or self.layer not in scrubber._channels:
+            return
+        with scrubber.hold_trait_notifications():
+            scrubber.layer = self.layer
+            scrubber.units = self._strip_units(self.layer, self.unit)
+
+    def _strip_units(self, layer: str, unit: int) -> list[int]:
+        """The selected unit first, then four more spread over the layer."""
+        channels = int(self._layers[layer].channels or 1)
+        others = [u for u in range(0, channels, max(1, channels // 4)) if u != unit]
+        return [unit, *others[:4]]
+
+    def _check_classes(self) -> None:
+        """Refuse a ``classes`` list whose length differs from the model's logits."""
+        if self._classes is None:
+            return
+        logits = self.probe.output(self._model_input(self._images[0]))
+        if logits.dim() == 2 and logits.shape[1] != len(self._classes):
+            msg = (f"classes has {len(self._classes)} names but the model returns "
+                   f"{logits.shape[1]} outputs per image; pass one name per output")
+            raise InvalidOptionError(msg)
+
+    def _predictions_html(self, index: int) -> str:
         label = self._labels[index]
         truth = ""
         names = self._label_names
@@ -527,7 +753,7 @@ class DeepVis(widgets.VBox):
             truth = f"true: <b>{names[label]}</b><br>"
         if self._classes is None:
             return truth
-        logits = self.probe.output(x)
+        logits = self.probe.output(self._model_input(self._images[index]))
         if logits.dim() != 2 or logits.shape[1] != len(self._classes):
             return truth
         top = logits[0].softmax(0).topk(min(5, len(self._classes)))
@@ -537,24 +763,9 @@ class DeepVis(widgets.VBox):
         )
         return f"{truth}<table>{rows}</table>"
 
-    def _draw_thumbnails(self) -> None:
-        layout = self._thumb_layout()
-        tiles = np.stack([render.resize_nearest(render.image_to_uint8(img), 32, 32)
-                          for img in self._images])
-        height, width = layout.size
-        sheet = np.full((height, max(width, 1), 3), 255, dtype=np.uint8)
-        for k in range(layout.count):
-            y, x = layout.origin(k)
-            sheet[y:y + 32, x:x + 32] = tiles[k]
-        self._thumbs_canvas.show(render.to_rgba(sheet))
-        self._thumbs_canvas.highlight(self._thumb_box(self.image_index))
-
-    def _thumb_box(self, index: int) -> tuple[int, int, int, int]:
-        y, x = self._thumb_layout().origin(index)
-        return (x, y, 32, 32)
-
     def _show_error(self, exc: BaseException) -> None:
-        report_error(self._errors, exc, self._status)
+        if not self._closed:
+            report_error(self._errors, exc, self._status)
 
 
 def _one_of(name: str, value: object, choices: Sequence[str]) -> str:
@@ -564,16 +775,67 @@ def _one_of(name: str, value: object, choices: Sequence[str]) -> str:
     return str(value)
 
 
+def _check_count(name: str, value: object) -> None:
+    """A positive int option (max_images, probe_size)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{name} must be a positive int, got {value!r}"
+        raise InvalidOptionError(msg)
+
+
+def _check_png_path(path: str | Path) -> Path:
+    """Where a PNG can be written: a ``.png`` file name in an existing folder."""
+    target = Path(path)
+    if target.is_dir():
+        msg = f"{str(target)!r} is a folder; give a file name ending in '.png'"
+        raise InvalidOptionError(msg)
+    if target.suffix.lower() != ".png":
+        msg = f"save_png writes PNG files: {str(target)!r} should end in '.png'"
+        raise InvalidOptionError(msg)
+    if not target.parent.is_dir():
+        msg = f"cannot write {str(target)!r}: the folder {str(target.parent)!r} does not exist"
+        raise InvalidOptionError(msg)
+    return target
+
+
+def _as_image(item: Any, where: str) -> torch.Tensor:
+    """One displayable image ``(C, H, W)`` as float32 in 0..1 on the CPU.
+
+    ``uint8`` (0..255) is divided by 255, like torchvision's ``ToTensor``; other integer or
+    boolean types are refused rather than fed to the model as 0..255 floats.
+    """
+    if isinstance(item, np.ndarray):
+        if item.dtype.kind not in "fu":
+            msg = f"{where} has dtype {item.dtype}; images are float (0..1) or uint8 (0..255)"
+            raise InvalidInputError(msg)
+        item = torch.from_numpy(np.ascontiguousarray(item))
+    if not isinstance(item, torch.Tensor):
+        msg = (f"{where} must be a (C, H, W) tensor or array, got {type(item).__name__}; "
+               "convert PIL images with torchvision.transforms.functional.to_tensor")
+        raise InvalidInputError(msg)
+    if item.dim() != 3:
+        msg = f"{where} must be one image (C, H, W), got shape {tuple(item.shape)}"
+        raise InvalidInputError(msg)
+    if item.dtype == torch.uint8:
+        return item.detach().cpu().float() / 255
+    if not item.is_floating_point():
+        msg = f"{where} has dtype {item.dtype}; images are float (0..1) or uint8 (0..255)"
+        raise InvalidInputError(msg)
+    return item.detach().float().cpu()
+
+
 def _collect_images(images: Any, limit: int) -> tuple[list[torch.Tensor], list[int | None]]:
     """Images ``(C, H, W)`` (and labels, when a data set gives them) from what the user passed."""
     out: list[torch.Tensor] = []
     labels: list[int | None] = []
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images)) if images.dtype.kind in "fu" \
+            else images
     if isinstance(images, torch.Tensor):
         batch = images[None] if images.dim() == 3 else images
         if batch.dim() != 4:
             msg = f"images must be (N, C, H, W) or (C, H, W), got shape {tuple(images.shape)}"
             raise InvalidInputError(msg)
-        out = list(batch[:limit])
+        out = [_as_image(img, f"images[{i}]") for i, img in enumerate(batch[:limit])]
         labels = [None] * len(out)
     else:
         try:
@@ -587,16 +849,12 @@ def _collect_images(images: Any, limit: int) -> tuple[list[torch.Tensor], list[i
             label = None
             if isinstance(item, (tuple, list)):
                 item, label = item[0], (int(item[1]) if len(item) > 1 else None)
-            if not isinstance(item, torch.Tensor) or item.dim() != 3:
-                msg = (f"images[{i}] must be a (C, H, W) tensor, got "
-                       f"{getattr(item, 'shape', type(item).__name__)}")
-                raise InvalidInputError(msg)
-            out.append(item)
+            out.append(_as_image(item, f"images[{i}]"))
             labels.append(label)
     if not out:
         msg = "images is empty: pass at least one image"
         raise InvalidInputError(msg)
-    return [img.detach().float().cpu() for img in out], labels
+    return out, labels
 
 
 def _decode_upload(content: bytes, shape: torch.Size) -> tuple[torch.Tensor, str]:

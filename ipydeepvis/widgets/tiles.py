@@ -71,13 +71,20 @@ class TileCanvas(MultiCanvas):
         """Call ``callback(x, y)`` (canvas pixels) on every mouse press."""
         self.on_mouse_down(callback)
 
+    @property
+    def closed(self) -> bool:
+        """True once the canvas (or one of its layers) was closed: drawing does nothing."""
+        return self.comm is None or any(layer.comm is None for layer in self._canvases)
+
     def _redraw_frame(self) -> None:
-        if self.frame is not None:
+        if self.frame is not None and not self.closed:
             with _DRAW_LOCK:
                 self[0].put_image_data(self.frame, 0, 0)
                 self.sent_frames += 1
 
     def _redraw_highlight(self) -> None:
+        if self.closed:
+            return
         overlay = self[1]
         with _DRAW_LOCK:
             overlay.clear()

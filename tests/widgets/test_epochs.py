@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import ipydeepvis as dv
 from ipydeepvis import demo
-from ipydeepvis.core.checkpoints import CheckpointSeries
+from ipydeepvis.checkpoints import CheckpointSeries
 from ipydeepvis.widgets.epochs import EpochScrubber, metric_curves
 from tests.nets import assert_same_state, model_state
 
