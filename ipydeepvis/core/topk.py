@@ -37,8 +37,6 @@ from .sources import DataSource, Preprocess
 
 __all__ = ["Entry", "LayerScan", "TopK", "top_k", "top_k_many"]
 
-_NO_INDEX = torch.iinfo(torch.int64).max  # empty slots sort after every real index
-
 
 class Entry(NamedTuple):
     """One of a unit's top-k images: its data-set index, activation value and position."""
@@ -161,19 +159,15 @@ class TopK:
                 and torch.equal(self.positions, other.positions))
 
 
-def select(values: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor, k: int,
-           *, in_index_order: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def select(values: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor, k: int
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Keep the best ``k`` per row: largest value first, ties by the smaller index, empty
     slots (index ``-1``) last. Rows are units; ``positions`` is ``(units, n, d)``.
 
-    ``in_index_order=True`` promises that equal values already appear in index order along
-    each row (a running top-k followed by later images), so one stable sort suffices."""
-    if in_index_order:
-        order = values.argsort(dim=1, descending=True, stable=True)[:, :k]
-    else:
-        order = torch.where(indices < 0, _NO_INDEX, indices).argsort(dim=1, stable=True)
-        by_value = values.gather(1, order).argsort(dim=1, descending=True, stable=True)
-        order = order.gather(1, by_value)[:, :k]
+    The order is exact: each (value, index) pair becomes one int64 key, the float32 value's
+    bits made order-preserving in the high half and the reversed index in the low half, and
+    ``topk`` of distinct keys has no ties to break."""
+    order = _ranking_keys(values, indices).topk(min(k, values.shape[1]), dim=1).indices
     values, indices = values.gather(1, order), indices.gather(1, order)
     positions = positions.gather(1, order[:, :, None].expand(-1, -1, positions.shape[2]))
     pad = k - values.shape[1]
@@ -199,6 +193,9 @@ class LayerScan:
     """
 
     def __init__(self, layer: str, k: int, length: int) -> None:
+        if length >= 1 << 31:  # ranking keys keep the index in 31 bits
+            msg = f"a scan takes data sets of up to 2**31 - 1 images, got {length}"
+            raise InvalidInputError(msg)
         self.layer = layer
         self.k = k
         self.length = length
@@ -208,7 +205,6 @@ class LayerScan:
         self.where = torch.zeros(0, 0, 1, dtype=torch.long)
         self.done = torch.zeros(length, dtype=torch.bool)
         self.seen = 0
-        self.last = -1  # largest data-set index seen so far
 
     @classmethod
     def resume(cls, scan: TopK, length: int) -> LayerScan:
@@ -218,7 +214,6 @@ class LayerScan:
         if scan.done is not None:
             running.done = scan.done.clone()
         running.seen = scan.seen
-        running.last = int(scan.indices.max()) if scan.indices.numel() else -1
         running.values = scan.values.clone()
         running.indices = scan.indices.clone()
         spatial = scan.shape[1:]
@@ -248,17 +243,11 @@ class LayerScan:
         values = torch.where(torch.isnan(best), float("-inf"), best).T
         batch_indices = indices[None, :].expand(values.shape[0], -1)
         where = where.T[:, :, None]
-        # a sequential scan (later images, ascending, no empty slot left): ties are already
-        # in index order, one stable sort ranks them
-        later = bool(indices.numel() and int(indices[0]) > self.last
-                     and (indices.numel() == 1 or bool((indices[1:] > indices[:-1]).all()))
-                     and (self.values is None or bool((self.indices[:, -1] >= 0).all())))
         if self.values is not None:
             values = torch.cat([self.values, values], 1)
             batch_indices = torch.cat([self.indices, batch_indices], 1)
             where = torch.cat([self.where, where], 1)
-        return (*select(values, batch_indices, where, self.k, in_index_order=later), indices,
-                shape)
+        return (*select(values, batch_indices, where, self.k), indices, shape)
 
     def floor(self) -> torch.Tensor:
         """Per unit, the k-th best value so far (``-inf`` while fewer than k were seen)."""
@@ -270,8 +259,6 @@ class LayerScan:
         """Take the state :meth:`prepare` computed."""
         self.values, self.indices, self.where, indices, self.shape = state
         self.done[indices] = True
-        if indices.numel():
-            self.last = max(self.last, int(indices.max()))
         self.seen += int(indices.numel())
 
     def result(self) -> TopK:
@@ -288,6 +275,14 @@ class LayerScan:
             coords = torch.zeros((*where.shape, 0), dtype=torch.long)
         return TopK(self.layer, self.values.clone(), self.indices.clone(), coords, self.seen,
                     self.done.clone(), self.shape)
+
+
+def _ranking_keys(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """int64 keys that sort like (value descending, index ascending), empty slots lowest."""
+    bits = (values.to(torch.float32) + 0.0).view(torch.int32)  # + 0.0: -0.0 becomes +0.0
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
+    keys = (ordered << 32) + ((1 << 31) - 1 - indices)
+    return torch.where(indices < 0, torch.iinfo(torch.int64).min, keys)
 
 
 def _ravel(coords: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
