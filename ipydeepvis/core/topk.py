@@ -222,22 +222,24 @@ class LayerScan:
         running.where = flat[:, :, None]
         return running
 
-    def update(self, best: torch.Tensor, where: torch.Tensor, indices: torch.Tensor,
+    def update(self, best: torch.Tensor, where: torch.Tensor | None, indices: torch.Tensor,
                shape: tuple[int, ...]) -> None:
         """Add one batch: ``best``/``where`` ``(B, units)`` maxima and flat positions."""
         self.commit(self.prepare(best, where, indices, shape))
 
-    def prepare(self, best: torch.Tensor, where: torch.Tensor, indices: torch.Tensor,
+    def prepare(self, best: torch.Tensor, where: torch.Tensor | None, indices: torch.Tensor,
                 shape: tuple[int, ...]) -> tuple[Any, ...]:
         """The state after one batch, computed without changing this object (see
-        :meth:`commit`), so that several layers take a batch all or none."""
+        :meth:`commit`), so that several layers take a batch all or none. ``where=None``
+        says that no image of the batch can enter (the ranking stays as it is)."""
         if self.shape is not None and shape != self.shape:
             msg = (f"layer {self.layer!r} gave maps of shape {shape} after {self.shape}: "
                    "every image of a scan must have the same size")
             raise InvalidInputError(msg)
-        if (self.values is not None and self.values.shape[1] == self.k
-                and not bool((best >= self.values[:, -1]).any())):
-            return (self.values, self.indices, self.where, indices, shape)  # none can enter
+        if where is None:
+            if self.values is not None:
+                return (self.values, self.indices, self.where, indices, shape)
+            where = torch.zeros(best.shape, dtype=torch.long)
         values = torch.where(torch.isnan(best), float("-inf"), best).T
         batch_indices = indices[None, :].expand(values.shape[0], -1)
         where = where.T[:, :, None]
@@ -246,6 +248,12 @@ class LayerScan:
             batch_indices = torch.cat([self.indices, batch_indices], 1)
             where = torch.cat([self.where, where], 1)
         return (*select(values, batch_indices, where, self.k), indices, shape)
+
+    def floor(self) -> torch.Tensor:
+        """Per unit, the k-th best value so far (``-inf`` while fewer than k were seen)."""
+        if self.values is None:
+            return torch.tensor(float("-inf"))
+        return self.values[:, -1]
 
     def commit(self, state: tuple[Any, ...]) -> None:
         """Take the state :meth:`prepare` computed."""
@@ -323,9 +331,16 @@ class Scanner:
         self.dtype = next((p.dtype for p in probe.model.parameters() if p.is_floating_point()),
                           torch.float32)
 
-    def reduce(self, images: torch.Tensor
-               ) -> dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]]:
-        """``{layer: (best (B, units), flat position (B, units), map shape)}`` for a batch."""
+    def reduce(self, images: torch.Tensor,
+               floors: dict[str, tuple[torch.Tensor, int]] | None = None,
+               ) -> dict[str, tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...]]]:
+        """``{layer: (best (B, units), flat position (B, units), map shape)}`` for a batch.
+
+        With ``floors`` (``{layer: (k-th best value so far per unit, k)}``) a position is only
+        looked up where it can matter: for the pairs (image, unit) that can still enter the
+        unit's top-k (at least the k-th best so far, and among the batch's k best); the others
+        get position 0. Their values stay exact, and they can never be ranked in.
+        """
         if not bool(torch.isfinite(images.sum())):  # one cheap sum, then the count
             bad = int((~torch.isfinite(images)).sum())
             if bad:
@@ -333,7 +348,7 @@ class Scanner:
                 raise InvalidInputError(msg)
         batch = images.to(self.device, self.dtype)
         shadow, _key = self.shadow.current()
-        found: dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]] = {}
+        found: dict[str, tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...]]] = {}
         wanted = len(self.names)
         calls: dict[str, int] = {}
 
@@ -345,7 +360,7 @@ class Scanner:
                 layer = targets.get(call)
                 if layer is None or not isinstance(output, torch.Tensor):
                     return
-                found[layer] = _strongest(output)
+                found[layer] = _strongest(output, (floors or {}).get(layer))
                 if len(found) == wanted:
                     raise _StopForward
             return hook
@@ -375,27 +390,29 @@ class Scanner:
         return found
 
 
-def _strongest(output: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
-    """Per (image, unit): the strongest activation and its flat position, as ``max`` over the
-    map would give them (the first position in row-major order on ties), in about the time of
-    one ``amax`` pass: the maxima of the map's rows, then the first row holding the unit's
-    maximum, then the first column of that row (an indexed ``max`` over the whole map costs
-    ~10x more on CPUs). Runs inside the hook, before any in-place op changes ``output``."""
+def _strongest(output: torch.Tensor, floor: tuple[torch.Tensor, int] | None
+               ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...]]:
+    """Per (image, unit): the strongest activation and its flat position (see
+    :meth:`Scanner.reduce`); runs inside the hook, before any in-place op changes ``output``.
+    The position is None when no image of the batch can enter any unit's top-k."""
     shape = tuple(output.shape[1:])
-    out = output.detach()
-    if out.dim() == 2:
-        best = out
+    flat = output.detach().flatten(2) if output.dim() > 2 else output.detach()[:, :, None]
+    if floor is None:
+        best, where = flat.max(dim=2)
+        return best.float().cpu(), where.cpu(), shape
+    best = flat.amax(dim=2)  # ~10x cheaper than max with indices
+    if flat.shape[2] == 1:
         return best.float().cpu(), torch.zeros(best.shape, dtype=torch.long), shape
-    batch, units = out.shape[:2]
-    width = out.shape[-1]
-    maps = out.reshape(batch, units, -1, width)  # (B, C, rows, W), a view when contiguous
-    row_max = maps.amax(dim=3)
-    best = row_max.amax(dim=2)
-    row = (row_max == best[:, :, None]).byte().argmax(dim=2)
-    picked = maps.gather(2, row[:, :, None, None].expand(batch, units, 1, width))
-    column = picked[:, :, 0, :].argmax(dim=2)
-    return best.float().cpu(), (row * width + column).cpu(), shape
+    kth, k = floor
+    chosen = best >= kth.to(best.device)  # (units,), or a scalar -inf before k images
+    count = int(chosen.sum())
+    if count == 0:
+        return best.float().cpu(), None, shape  # no image of the batch can enter
+    if count > k * best.shape[1] and best.shape[0] > k:  # only a batch's k best can enter
+        chosen &= best >= best.topk(k, dim=0).values[-1]
+    where = torch.zeros(best.shape, dtype=torch.long, device=best.device)
+    where[chosen] = flat[chosen].argmax(dim=1)
+    return best.float().cpu(), where.cpu(), shape
 
 
 def resolve_layers(probe: Probe, layers: Iterable[str], sample: torch.Tensor) -> list[str]:
@@ -537,7 +554,8 @@ def scan_batch(scanner: Scanner, running: dict[str, LayerScan], indices: torch.T
     """Run one batch and fold it into every layer's running top-k."""
     if images.shape[0] == 0:
         return
-    found = scanner.reduce(images)
+    floors = {name: (scan.floor(), scan.k) for name, scan in running.items()}
+    found = scanner.reduce(images, floors)
     states = {name: scan.prepare(*found[name][:2], indices, found[name][2])
               for name, scan in running.items()}
     for name, scan in running.items():  # every layer takes the batch, or none does
