@@ -9,8 +9,9 @@ layer asked for. Memory stays ``O(units * k)`` whatever the data set size.
 
 Rankings are exact and order-free: strongest first, ties broken by the smaller data-set index,
 so :meth:`TopK.merge` of two scans over disjoint parts equals one scan over both, whatever the
-batch sizes, shards or order. :mod:`~ipydeepvis.core.index` builds the resumable, sharded
-index file on top of this module.
+order or shards (for the same per-image values: a model's output can differ in its last bits
+with the batch an image is computed in). :mod:`~ipydeepvis.core.indexing` builds the
+resumable, sharded index (:mod:`~ipydeepvis.core.index`) on top of this module.
 """
 
 from __future__ import annotations

@@ -39,6 +39,8 @@ def test_build_equals_top_k_and_round_trips_through_the_file(tmp_path: Path) -> 
     assert '"format": "ipydeepvis.topk/1"' in header and model_fingerprint(net) in header
     with pytest.raises(errors.LayerNotFoundError, match=r"'4' is not in this index.*'1', '3'"):
         loaded["4"]
+    pairs = [(image, 0) for image in images]  # a list read by two loader processes
+    assert build_index(net, pairs, LAYERS, 4, batch_size=10, workers=2, epoch=7).equal(index)
 
 
 def test_merge_refuses_another_model_or_data_set(tmp_path: Path) -> None:
