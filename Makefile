@@ -48,6 +48,7 @@ bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_scrubber.py
 	$(PY) benchmarks/bench_shapes.py
 	$(PY) benchmarks/bench_checkpoints.py
+	$(PY) benchmarks/bench_topk.py
 	$(PY) benchmarks/bench_analyses.py
 
 clean:

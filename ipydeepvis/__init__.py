@@ -20,7 +20,8 @@ from .core import (
     Probe,
     RectifierCoverage,
     TopK,
-    maximize_params,
+    TopKIndex,
+    build_index,
     top_k,
 )
 from .core.correspondence import correspondence
@@ -46,7 +47,9 @@ __all__ = [
     "RectifierCoverage",
     "Shapes",
     "TopK",
+    "TopKIndex",
     "__version__",
+    "build_index",
     "correspondence",
     "demo",
     "errors",

@@ -6,11 +6,14 @@ A core function can be called from a script, a test, a batch job or a widget ali
 from __future__ import annotations
 
 from .correspondence import Correspondence
+from .index import TopKIndex
+from .indexing import build_index
 from .invariance import Invariance
 from .layers import LayerInfo
 from .maximize import MaximizeParams, MaximizeResult, MaximizeState, maximize_params
 from .occlusion import OcclusionMap
 from .probe import Probe
+from .receptive import ReceptiveField, receptive_field
 from .rectifiers import METHODS, RectifierCall, RectifierCoverage
 from .series_analysis import SeriesAnalysis
 from .topk import TopK, top_k
@@ -19,5 +22,6 @@ __all__ = ["METHODS", "LayerInfo", "Probe", "RectifierCall", "RectifierCoverage"
 # The functions occlusion / invariance / correspondence / maximize are exported by the package
 # root (dv.occlusion, ...): binding them here would hide the submodules of the same name.
 __all__ += ["Correspondence", "Invariance", "OcclusionMap"]
+__all__ += ["ReceptiveField", "TopKIndex", "build_index", "receptive_field"]
 __all__ += ["MaximizeParams", "MaximizeResult", "MaximizeState", "maximize_params"]
 __all__ += ["SeriesAnalysis"]

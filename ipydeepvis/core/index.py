@@ -197,11 +197,9 @@ class TopKIndex:
 
     def header(self) -> dict[str, Any]:
         """The JSON header stored with the tensors."""
-        from .. import __version__
-
         return {
             "format": FORMAT,
-            "package_version": __version__,
+            "package_version": _package_version(),
             "k": self.k,
             "layers": [{"name": n, "shape": list(s.shape), "seen": s.seen}
                        for n, s in self.scans.items()],
@@ -278,12 +276,20 @@ class TopKIndex:
         return cls(shared, k, length, done, model, data, epoch)
 
 
+def _package_version() -> str:
+    """The package version, for the header."""
+    from .. import __version__
+
+    return str(__version__)
+
+
 def _atomic(target: Path, write: Any) -> None:
     """Write through a temporary file in the same folder, then rename over ``target``."""
     handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(handle)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared index from its readers
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -9,8 +9,9 @@ layer asked for. Memory stays ``O(units * k)`` whatever the data set size.
 
 Rankings are exact and order-free: strongest first, ties broken by the smaller data-set index,
 so :meth:`TopK.merge` of two scans over disjoint parts equals one scan over both, whatever the
-batch sizes, shards or order. :mod:`~ipydeepvis.core.index` builds the resumable, sharded
-index file on top of this module.
+order or shards (for the same per-image values: a model's output can differ in its last bits
+with the batch an image is computed in). :mod:`~ipydeepvis.core.indexing` builds the
+resumable, sharded index (:mod:`~ipydeepvis.core.index`) on top of this module.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from .shadow import ModelShadow
 from .sources import DataSource, Preprocess
 
 __all__ = ["Entry", "LayerScan", "TopK", "top_k", "top_k_many"]
-
-_NO_INDEX = torch.iinfo(torch.int64).max  # empty slots sort after every real index
 
 
 class Entry(NamedTuple):
@@ -161,19 +160,15 @@ class TopK:
                 and torch.equal(self.positions, other.positions))
 
 
-def select(values: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor, k: int,
-           *, in_index_order: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def select(values: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor, k: int
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Keep the best ``k`` per row: largest value first, ties by the smaller index, empty
     slots (index ``-1``) last. Rows are units; ``positions`` is ``(units, n, d)``.
 
-    ``in_index_order=True`` promises that equal values already appear in index order along
-    each row (a running top-k followed by later images), so one stable sort suffices."""
-    if in_index_order:
-        order = values.argsort(dim=1, descending=True, stable=True)[:, :k]
-    else:
-        order = torch.where(indices < 0, _NO_INDEX, indices).argsort(dim=1, stable=True)
-        by_value = values.gather(1, order).argsort(dim=1, descending=True, stable=True)
-        order = order.gather(1, by_value)[:, :k]
+    The order is exact: each (value, index) pair becomes one int64 key, the float32 value's
+    bits made order-preserving in the high half and the reversed index in the low half, and
+    ``topk`` of distinct keys has no ties to break."""
+    order = _ranking_keys(values, indices).topk(min(k, values.shape[1]), dim=1).indices
     values, indices = values.gather(1, order), indices.gather(1, order)
     positions = positions.gather(1, order[:, :, None].expand(-1, -1, positions.shape[2]))
     pad = k - values.shape[1]
@@ -199,6 +194,9 @@ class LayerScan:
     """
 
     def __init__(self, layer: str, k: int, length: int) -> None:
+        if length >= 1 << 31:  # ranking keys keep the index in 31 bits
+            msg = f"a scan takes data sets of up to 2**31 - 1 images, got {length}"
+            raise InvalidInputError(msg)
         self.layer = layer
         self.k = k
         self.length = length
@@ -208,7 +206,6 @@ class LayerScan:
         self.where = torch.zeros(0, 0, 1, dtype=torch.long)
         self.done = torch.zeros(length, dtype=torch.bool)
         self.seen = 0
-        self.last = -1  # largest data-set index seen so far
 
     @classmethod
     def resume(cls, scan: TopK, length: int) -> LayerScan:
@@ -218,7 +215,6 @@ class LayerScan:
         if scan.done is not None:
             running.done = scan.done.clone()
         running.seen = scan.seen
-        running.last = int(scan.indices.max()) if scan.indices.numel() else -1
         running.values = scan.values.clone()
         running.indices = scan.indices.clone()
         spatial = scan.shape[1:]
@@ -227,33 +223,32 @@ class LayerScan:
         running.where = flat[:, :, None]
         return running
 
-    def update(self, best: torch.Tensor, where: torch.Tensor, indices: torch.Tensor,
+    def update(self, best: torch.Tensor, where: torch.Tensor | None, indices: torch.Tensor,
                shape: tuple[int, ...]) -> None:
         """Add one batch: ``best``/``where`` ``(B, units)`` maxima and flat positions."""
         self.commit(self.prepare(best, where, indices, shape))
 
-    def prepare(self, best: torch.Tensor, where: torch.Tensor, indices: torch.Tensor,
+    def prepare(self, best: torch.Tensor, where: torch.Tensor | None, indices: torch.Tensor,
                 shape: tuple[int, ...]) -> tuple[Any, ...]:
         """The state after one batch, computed without changing this object (see
-        :meth:`commit`), so that several layers take a batch all or none."""
+        :meth:`commit`), so that several layers take a batch all or none. ``where=None``
+        says that no image of the batch can enter (the ranking stays as it is)."""
         if self.shape is not None and shape != self.shape:
             msg = (f"layer {self.layer!r} gave maps of shape {shape} after {self.shape}: "
                    "every image of a scan must have the same size")
             raise InvalidInputError(msg)
+        if where is None:
+            if self.values is not None:
+                return (self.values, self.indices, self.where, indices, shape)
+            where = torch.zeros(best.shape, dtype=torch.long)
         values = torch.where(torch.isnan(best), float("-inf"), best).T
         batch_indices = indices[None, :].expand(values.shape[0], -1)
         where = where.T[:, :, None]
-        # a sequential scan (later images, ascending, no empty slot left): ties are already
-        # in index order, one stable sort ranks them
-        later = bool(indices.numel() and int(indices[0]) > self.last
-                     and (indices.numel() == 1 or bool((indices[1:] > indices[:-1]).all()))
-                     and (self.values is None or bool((self.indices[:, -1] >= 0).all())))
         if self.values is not None:
             values = torch.cat([self.values, values], 1)
             batch_indices = torch.cat([self.indices, batch_indices], 1)
             where = torch.cat([self.where, where], 1)
-        return (*select(values, batch_indices, where, self.k, in_index_order=later), indices,
-                shape)
+        return (*select(values, batch_indices, where, self.k), indices, shape)
 
     def floor(self) -> torch.Tensor:
         """Per unit, the k-th best value so far (``-inf`` while fewer than k were seen)."""
@@ -265,8 +260,6 @@ class LayerScan:
         """Take the state :meth:`prepare` computed."""
         self.values, self.indices, self.where, indices, self.shape = state
         self.done[indices] = True
-        if indices.numel():
-            self.last = max(self.last, int(indices.max()))
         self.seen += int(indices.numel())
 
     def result(self) -> TopK:
@@ -283,6 +276,14 @@ class LayerScan:
             coords = torch.zeros((*where.shape, 0), dtype=torch.long)
         return TopK(self.layer, self.values.clone(), self.indices.clone(), coords, self.seen,
                     self.done.clone(), self.shape)
+
+
+def _ranking_keys(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """int64 keys that sort like (value descending, index ascending), empty slots lowest."""
+    bits = (values.to(torch.float32) + 0.0).view(torch.int32)  # + 0.0: -0.0 becomes +0.0
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
+    keys = (ordered << 32) + ((1 << 31) - 1 - indices)
+    return torch.where(indices < 0, torch.iinfo(torch.int64).min, keys)
 
 
 def _ravel(coords: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -333,7 +334,7 @@ class Scanner:
 
     def reduce(self, images: torch.Tensor,
                floors: dict[str, tuple[torch.Tensor, int]] | None = None,
-               ) -> dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]]:
+               ) -> dict[str, tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...]]]:
         """``{layer: (best (B, units), flat position (B, units), map shape)}`` for a batch.
 
         With ``floors`` (``{layer: (k-th best value so far per unit, k)}``) a position is only
@@ -348,7 +349,7 @@ class Scanner:
                 raise InvalidInputError(msg)
         batch = images.to(self.device, self.dtype)
         shadow, _key = self.shadow.current()
-        found: dict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]] = {}
+        found: dict[str, tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...]]] = {}
         wanted = len(self.names)
         calls: dict[str, int] = {}
 
@@ -391,23 +392,27 @@ class Scanner:
 
 
 def _strongest(output: torch.Tensor, floor: tuple[torch.Tensor, int] | None
-               ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+               ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...]]:
     """Per (image, unit): the strongest activation and its flat position (see
-    :meth:`Scanner.reduce`); runs inside the hook, before any in-place op changes ``output``."""
+    :meth:`Scanner.reduce`); runs inside the hook, before any in-place op changes ``output``.
+    The position is None when no image of the batch can enter any unit's top-k."""
     shape = tuple(output.shape[1:])
     flat = output.detach().flatten(2) if output.dim() > 2 else output.detach()[:, :, None]
     if floor is None:
         best, where = flat.max(dim=2)
         return best.float().cpu(), where.cpu(), shape
     best = flat.amax(dim=2)  # ~10x cheaper than max with indices
+    if flat.shape[2] == 1:
+        return best.float().cpu(), torch.zeros(best.shape, dtype=torch.long), shape
+    kth, k = floor
+    chosen = best >= kth.to(best.device)  # (units,), or a scalar -inf before k images
+    count = int(chosen.sum())
+    if count == 0:
+        return best.float().cpu(), None, shape  # no image of the batch can enter
+    if count > k * best.shape[1] and best.shape[0] > k:  # only a batch's k best can enter
+        chosen &= best >= best.topk(k, dim=0).values[-1]
     where = torch.zeros(best.shape, dtype=torch.long, device=best.device)
-    if flat.shape[2] > 1:
-        kth, k = floor
-        threshold = kth.to(best.device, best.dtype).expand(best.shape[1])
-        if best.shape[0] > k:  # at most k images of a batch can enter a unit's top-k
-            threshold = torch.maximum(threshold, best.topk(k, dim=0).values[-1])
-        chosen = best >= threshold[None, :]
-        where[chosen] = flat[chosen].argmax(dim=1)
+    where[chosen] = flat[chosen].argmax(dim=1)
     return best.float().cpu(), where.cpu(), shape
 
 

@@ -39,6 +39,8 @@ def test_build_equals_top_k_and_round_trips_through_the_file(tmp_path: Path) -> 
     assert '"format": "ipydeepvis.topk/1"' in header and model_fingerprint(net) in header
     with pytest.raises(errors.LayerNotFoundError, match=r"'4' is not in this index.*'1', '3'"):
         loaded["4"]
+    pairs = [(image, 0) for image in images]  # a list read by two loader processes
+    assert build_index(net, pairs, LAYERS, 4, batch_size=10, workers=2, epoch=7).equal(index)
 
 
 def test_merge_refuses_another_model_or_data_set(tmp_path: Path) -> None:
@@ -106,3 +108,34 @@ def test_checkpoints_are_written_as_the_scan_goes(tmp_path: Path) -> None:
                 callback=look)
     assert sorted(set(seen_on_disk)) == [15, 30, 45]  # every 3 batches of 5
     assert TopKIndex.load(tmp_path).seen == 53
+
+
+def shipped() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("ipydeepvis") / "data" / "index"))
+
+
+def test_the_shipped_index_fits_the_embedded_default() -> None:
+    import ipydeepvis as dv
+    from ipydeepvis.core.sources import DataSource
+
+    demo = dv.demo.load()
+    index = TopKIndex.load(shipped())
+    assert sum(f.stat().st_size for f in shipped().iterdir()) < 1_000_000
+    assert index.complete and index.k == 9 and index.epoch == demo.series.epochs[-1]
+    assert index.model == model_fingerprint(demo.model)  # the final epoch's weights
+    assert index.data == DataSource(demo.dataset).fingerprint()  # the demo's test images
+    assert index.layers == [layer.name for layer in dv.Probe(demo.model, input_shape=(3, 64, 64))
+                            .layers]
+
+
+@pytest.mark.slow
+def test_the_shipped_index_is_what_the_command_writes(tmp_path: Path) -> None:
+    from ipydeepvis.cli import main
+
+    index = TopKIndex.load(shipped())
+    assert main(["index", "--model", "demo", "--data", "demo", "--layers", *index.layers,
+                 "--k", "9", "--batch-size", "100", "--epoch", "15", "--out", str(tmp_path),
+                 "--threads", "1", "--quiet"]) == 0
+    assert TopKIndex.load(tmp_path).equal(index)

@@ -337,3 +337,28 @@ def test_non_finite_activations_rank_in_order_and_empty_slots_last() -> None:
     assert result.indices.tolist() == [[2, 3, 0, 1, -1, -1]]
     inf = float("inf")
     assert result.values[0, :4].tolist() == [inf, inf, float(torch.tensor(2e38)), -inf]
+
+
+def test_positions_are_the_first_maximum_in_row_major_order() -> None:
+    from ipydeepvis.core.topk import _strongest
+
+    maps = torch.zeros(2, 3, 4, 5)
+    maps[0, 0, 2, 1] = maps[0, 0, 2, 3] = maps[0, 0, 3, 0] = 1.0  # ties: the first one
+    maps[1, 2, 0, 4] = 2.0
+    maps[0, 1] = -1.0  # all equal: (0, 0)
+    generator = torch.Generator().manual_seed(0)
+    noisy = (torch.rand(5, 7, 6, 9, generator=generator) * 4).round()  # many ties
+    for output in (maps, noisy, noisy.reshape(5, 7, 54), noisy[:, :, :2, :1]):
+        expected = output.flatten(2).max(dim=2)
+        best, where, shape = _strongest(output, None)
+        assert torch.equal(best, expected.values) and torch.equal(where, expected.indices)
+        assert shape == tuple(output.shape[1:])
+        # with a floor: positions only where an image can still enter a unit's top-k
+        floor = expected.values.median(dim=0).values  # per unit
+        best, where, _ = _strongest(output, (floor, 2))
+        chosen = expected.values >= torch.maximum(floor, expected.values.topk(2, 0).values[-1])
+        assert torch.equal(best, expected.values) and where is not None
+        assert torch.equal(where[chosen], expected.indices[chosen])
+    assert _strongest(maps, None)[1][0, 0] == 2 * 5 + 1
+    nothing = _strongest(maps, (torch.full((3,), 5.0), 1))  # no image reaches the floor
+    assert nothing[1] is None
