@@ -17,10 +17,11 @@ from pathlib import Path
 from torch import nn
 
 from ipydeepvis.checkpoints import CheckpointSeries
+from ipydeepvis.core.index import TopKIndex, model_fingerprint
 from ipydeepvis.data.shapes import Shapes, ShapesConfig
 from ipydeepvis.errors import CheckpointError
 
-__all__ = ["Demo", "load", "series_path"]
+__all__ = ["Demo", "index_path", "load", "series_path"]
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,22 @@ class Demo:
         Test-split images (never seen in training), drawn with the run's data settings.
     classes : tuple of str
         Class names, in label order.
+    index : TopKIndex or None
+        The shipped top-9 index of every layer over the 2,000 test images at the final epoch
+        (for ``DeepVis(..., index=demo.index)``); None for another series or data length, or
+        when its weights fingerprint does not match the model.
     """
 
     model: nn.Module
     series: CheckpointSeries
     dataset: Shapes
     classes: tuple[str, ...]
+    index: TopKIndex | None = None
+
+
+def index_path() -> Path:
+    """Folder of the top-k index shipped inside the package (final epoch, test images)."""
+    return Path(str(resources.files("ipydeepvis") / "data" / "index"))
 
 
 def series_path() -> Path:
@@ -91,4 +102,10 @@ def load(path: str | os.PathLike[str] | None = None, *, length: int = 2_000) -> 
         raise CheckpointError(msg) from exc
     dataset = Shapes("test", length, seed=seed, config=config)
     model = series.model(series.epochs[-1])
-    return Demo(model=model, series=series, dataset=dataset, classes=dataset.classes)
+    index = None
+    if path is None and length == 2_000:
+        index = TopKIndex.load(index_path())
+        if index.model != model_fingerprint(model) or index.length != length:
+            index = None
+    return Demo(model=model, series=series, dataset=dataset, classes=dataset.classes,
+                index=index)

@@ -100,3 +100,13 @@ def test_load_refuses_a_series_with_bad_data_settings(tmp_path: Path, data: obje
     with pytest.raises(CheckpointError, match=r"not a series trained on Shapes|records Shapes "
                        r"settings that do not work"):  # fmt: skip
         demo.load(root)
+
+
+def test_the_shipped_index_belongs_to_the_final_model() -> None:
+    from ipydeepvis.core.index import model_fingerprint
+
+    demo = dv.demo.load()
+    assert demo.index is not None and demo.index.complete
+    assert demo.index.model == model_fingerprint(demo.model)
+    assert demo.index.length == len(demo.dataset) == 2000
+    assert dv.demo.load(length=100).index is None  # another data set: no index
