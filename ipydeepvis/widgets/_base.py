@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import ipywidgets as widgets
 
-__all__ = ["LatestWins", "report_error"]
+__all__ = ["LatestWins", "close_inner", "report_error"]
 
 
 class LatestWins:
@@ -108,3 +108,41 @@ def report_error(output: widgets.Output, exc: BaseException, status: widgets.HTM
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     output.append_stderr(text)
     status.value = f"<span style='color:#b00'>error: {type(exc).__name__}: {exc}</span>"
+
+
+# The traits through which a widget contains others: boxes, MultiCanvas layers, every widget's
+# own layout and style, and bqplot's figures, marks and axes. Others may point to widgets shared
+# with the rest of the kernel (ipycanvas' one canvas manager), which must stay open.
+_CONTAINING = ("children", "_canvases", "layout", "style", "marks", "axes", "scales", "scale",
+               "scale_x", "scale_y")
+
+
+def close_inner(root: widgets.Widget) -> None:
+    """Close every widget that ``root`` contains, however deep (children, canvases, layouts,
+    styles, bqplot marks, scales and axes), each through its own ``close``; ``root`` stays open.
+
+    ``Widget.close`` closes one widget only: the ones inside stay registered with ipywidgets,
+    and their callbacks (bound methods of the view) keep the view, its probe and the model
+    alive. A view's ``close`` calls this before closing itself, so that closing it frees them.
+    """
+    seen = {id(root)}
+    stack = _contained(root)
+    while stack:
+        widget = stack.pop()
+        if id(widget) in seen:
+            continue
+        seen.add(id(widget))
+        stack.extend(_contained(widget))
+        widget.close()
+
+
+def _contained(widget: widgets.Widget) -> list[widgets.Widget]:
+    """The widgets directly inside ``widget`` (see ``_CONTAINING``)."""
+    found: list[widgets.Widget] = []
+    for name in _CONTAINING:
+        value = getattr(widget, name, None) if widget.has_trait(name) else None
+        if isinstance(value, dict):
+            value = list(value.values())
+        items = value if isinstance(value, (list, tuple)) else [value]
+        found.extend(item for item in items if isinstance(item, widgets.Widget))
+    return found

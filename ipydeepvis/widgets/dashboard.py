@@ -27,7 +27,7 @@ from .. import render
 from ..core import METHODS, Probe
 from ..core.checkpoints import CheckpointSeries
 from ..errors import InvalidInputError, InvalidOptionError
-from ._base import LatestWins, report_error
+from ._base import LatestWins, close_inner, report_error
 from .epochs import EpochScrubber
 from .tiles import TileCanvas
 
@@ -257,10 +257,12 @@ class DeepVis(widgets.VBox):
         return done
 
     def close(self) -> None:
-        """Stop the render workers and close the widget."""
+        """Stop the render workers and close the widget and every widget inside it (nothing
+        registered with ipywidgets keeps the model alive afterwards)."""
         self._worker.close()
         if self.scrubber is not None:
             self.scrubber.close()
+        close_inner(self)
         super().close()
 
     def save_png(self, path: str | Path) -> Path:

@@ -38,7 +38,7 @@ from ..core.evolution import (
 )
 from ..core.topk import TopK, top_k_many
 from ..errors import DeepVisError, InvalidOptionError
-from ._base import LatestWins, report_error
+from ._base import LatestWins, close_inner, report_error
 from .tiles import TileCanvas
 
 __all__ = ["EpochScrubber", "metric_curves"]
@@ -219,8 +219,11 @@ class EpochScrubber(widgets.VBox):
         self._stop.set()
 
     def close(self) -> None:
+        """Stop the workers and close the widget and every widget inside it."""
         self._stop.set()
         self._worker.close()
+        self._play_link.close()  # a widget too, registered, holding Play and slider
+        close_inner(self)
         super().close()
 
     def model(self, epoch: int) -> nn.Module | None:
@@ -285,7 +288,7 @@ class EpochScrubber(widgets.VBox):
         self._play = widgets.Play(value=0, min=0, max=len(self.epochs) - 1, interval=700,
                                   description="play")
         self._play.add_class("e2e-play")
-        widgets.jslink((self._play, "value"), (self._slider, "value"))
+        self._play_link = widgets.jslink((self._play, "value"), (self._slider, "value"))
         self._slider.observe(self._slider_moved, names="value")
         self._epoch_label = widgets.HTML()
         self._epoch_label.add_class("e2e-epoch-label")
