@@ -37,9 +37,15 @@ test-fast: $(VENV)/.test
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 
-## JupyterLab on the quickstart notebook.
+## JupyterLab on working copies of the notebooks in .demo/ (git-ignored: running and saving them
+## leaves `git status` clean; a copy is made only where none exists, so your edits stay; delete
+## .demo/ to start again from notebooks/). ARGS go to JupyterLab:
+##   make demo ARGS="--port 8899 --no-browser --IdentityProvider.token=secret"
 demo: $(VENV)/.app
-	$(VENV)/bin/jupyter lab notebooks/quickstart.ipynb $(if $(filter 0,$(shell id -u)),--allow-root,)
+	@mkdir -p .demo
+	@for nb in notebooks/*.ipynb; do [ -e ".demo/$${nb##*/}" ] || cp "$$nb" .demo/; done
+	cd .demo && $(abspath $(VENV))/bin/jupyter lab quickstart.ipynb \
+		$(if $(filter 0,$(shell id -u)),--allow-root,) $(ARGS)
 
 ## Benchmarks: tables of medians and ratios against plain torch and the peers.
 bench: $(VENV)/.bench
