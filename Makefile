@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 PIPFLAGS := --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: test test-fast demo bench lint setup setup-app setup-bench clean
+.PHONY: test test-fast test-pip demo bench lint setup setup-app setup-bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: $(VENV)/.test
 ## Everything but the slow tests.
 test-fast: $(VENV)/.test
 	$(PY) -m pytest -q -m "not slow"
+
+## The README's pip path in a venv of its own: install from a git URL and editable, import, run
+## the quickstart headless (.ci/pip-path; torch comes from .venv, as from a user's environment).
+test-pip: $(VENV)/.test
+	SEED_VENV=$(VENV) PYTHON=$(PYTHON) bash .ci/pip-path
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
