@@ -17,6 +17,19 @@ pytestmark = pytest.mark.slow  # 20-90 s per notebook here
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
+# Appended to a notebook before it runs: what must hold in its kernel at the end. your_model's
+# picker keeps one torchvision model alive at a time (the one its dashboard shows).
+FINAL_CHECKS = {
+    "your_model": (
+        "import gc\n"
+        "gc.collect()\n"
+        "alive = sorted(type(o).__name__ for o in gc.get_objects()\n"
+        "               if type(o).__name__ in ('AlexNet', 'VGG', 'ResNet'))\n"
+        "print(alive)",
+        "['ResNet']",
+    ),
+}
+
 
 class WidgetTrackingClient(NotebookClient):
     """A NotebookClient that also records which widget comms were opened and closed."""
@@ -49,6 +62,9 @@ def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IPYDEEPVIS_OFFLINE", "1")
     notebook = nbformat.read(path, as_version=4)
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+    check = FINAL_CHECKS.get(path.stem)
+    if check is not None:
+        notebook.cells.append(nbformat.v4.new_code_cell(check[0]))
     client = WidgetTrackingClient(notebook, timeout=300, kernel_name="python3",
                                   resources={"metadata": {"path": str(path.parent)}})
     client.execute()
@@ -61,3 +77,5 @@ def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(model_id in client.opened for _, model_id in shown)
     gone = [(index, model_id) for index, model_id in shown if model_id in client.closed]
     assert not gone, f"cells (index, widget) show widgets that a later cell closed: {gone}"
+    if check is not None:
+        assert notebook.cells[-1].outputs[0].text.strip() == check[1]
