@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 PIPFLAGS := --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: test test-fast demo bench lint setup setup-app setup-bench clean
+.PHONY: test test-fast test-pip demo bench lint setup setup-app setup-bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +34,23 @@ test: $(VENV)/.test
 test-fast: $(VENV)/.test
 	$(PY) -m pytest -q -m "not slow"
 
+## The README's pip path in a venv of its own: install from a git URL and editable, import, run
+## the quickstart headless (.ci/pip-path; torch comes from .venv, as from a user's environment).
+test-pip: $(VENV)/.test
+	SEED_VENV=$(VENV) PYTHON=$(PYTHON) bash .ci/pip-path
+
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 
-## JupyterLab on the quickstart notebook.
+## JupyterLab on working copies of the notebooks in .demo/ (git-ignored: running and saving them
+## leaves `git status` clean; a copy is made only where none exists, so your edits stay; delete
+## .demo/ to start again from notebooks/). ARGS go to JupyterLab:
+##   make demo ARGS="--port 8899 --no-browser --IdentityProvider.token=secret"
 demo: $(VENV)/.app
-	$(VENV)/bin/jupyter lab notebooks/quickstart.ipynb $(if $(filter 0,$(shell id -u)),--allow-root,)
+	@mkdir -p .demo
+	@for nb in notebooks/*.ipynb; do [ -e ".demo/$${nb##*/}" ] || cp "$$nb" .demo/; done
+	cd .demo && $(abspath $(VENV))/bin/jupyter lab quickstart.ipynb \
+		$(if $(filter 0,$(shell id -u)),--allow-root,) $(ARGS)
 
 ## Benchmarks: tables of medians and ratios against plain torch and the peers.
 bench: $(VENV)/.bench

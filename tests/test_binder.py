@@ -1,4 +1,4 @@
-"""The Binder configuration agrees with pyproject.toml, and the README's badge opens the quickstart.
+"""Binder's configuration agrees with pyproject.toml; the README's Binder URL opens the quickstart.
 
 A Binder launch (repo2docker) installs ``binder/requirements.txt`` with pip from the repository
 root, on the Python of ``binder/runtime.txt``, and opens the badge URL's ``urlpath``. Nothing here
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BINDER = ROOT / "binder"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 QUICKSTART = "notebooks/quickstart.ipynb"
-BADGE_URL = re.compile(r"https://mybinder\.org/v2/gh/[^\s)\"'>\]]+")
+BINDER_URL = re.compile(r"https://mybinder\.org/v2/gh/[^\s)\"'\]`]+")
 
 
 def _project() -> dict:
@@ -106,15 +106,20 @@ def test_executable_hooks_are_executable() -> None:
             assert hook.stat().st_mode & 0o111, f"binder/{name} must be executable"
 
 
-def test_readme_badge_opens_the_quickstart_in_jupyterlab() -> None:
+def test_readme_binder_url_opens_the_quickstart_and_is_no_broken_link() -> None:
+    """Until the repository's public URL is known the README gives Binder's URL pattern as text,
+    with an ``<owner>`` placeholder: no badge and no link that leads nowhere."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    urls = BADGE_URL.findall(readme)
-    assert urls, "README.md has no mybinder.org link"
-    assert "https://mybinder.org/badge_logo.svg" in readme, "README.md has no Binder badge"
+    assert "badge_logo.svg" not in readme, "a Binder badge needs the repository's real URL"
+    urls = BINDER_URL.findall(readme)
+    assert urls, "README.md does not say how to open the notebooks on Binder"
     for url in urls:
         parsed = urlparse(url)
         parts = parsed.path.split("/")  # ['', 'v2', 'gh', owner, repo, ref]
         assert len(parts) == 6 and all(parts[3:]), f"not a v2/gh/OWNER/REPO/REF link: {url}"
+        if parts[3] == "<owner>" or parts[3].upper() == "OWNER":
+            assert f"]({url}" not in readme and f"<{url}>" not in readme, (
+                f"{url} has a placeholder owner: it must not be a link")
         urlpath = unquote(parse_qs(parsed.query).get("urlpath", [""])[0])
         assert urlpath == f"lab/tree/{QUICKSTART}", f"{url} does not open {QUICKSTART} in Lab"
     assert (ROOT / QUICKSTART).is_file()

@@ -233,7 +233,8 @@ class EpochScrubber(widgets.VBox):
         analysis = getattr(self, "analysis", None)
         if analysis is not None:
             analysis.clear()
-        close_widget_tree(self)
+        link = getattr(self, "_play_link", None)
+        close_widget_tree(self, *([link] if link is not None else []))
 
     def model(self, epoch: int) -> nn.Module | None:
         """A new module with the weights of a saved epoch, or None if it cannot be loaded
@@ -303,7 +304,8 @@ class EpochScrubber(widgets.VBox):
         self._play = widgets.Play(value=0, min=0, max=len(self.epochs) - 1, interval=700,
                                   description="play")
         self._play.add_class("e2e-play")
-        widgets.jslink((self._play, "value"), (self._slider, "value"))
+        # a widget too (registered, holding Play and the slider): closed with the view
+        self._play_link = widgets.jslink((self._play, "value"), (self._slider, "value"))
         self._slider.observe(self._slider_moved, names="value")
         self._epoch_label = widgets.HTML()
         self._epoch_label.add_class("e2e-epoch-label")
