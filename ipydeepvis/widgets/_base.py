@@ -245,6 +245,20 @@ def close_widget_tree(root: widgets.Widget, *extra: widgets.Widget) -> None:
             widgets.Widget.close(widget)
         else:
             widget.close()
+    _forget_current_canvas(seen)
+
+
+def _forget_current_canvas(closed: set[int]) -> None:
+    """ipycanvas's shared manager remembers the canvas it drew on last; when that is one of
+    ours it would keep the closed view alive through the canvas's click callbacks. Forgetting
+    it only makes the next draw command name its canvas again."""
+    try:
+        from ipycanvas import canvas as ipycanvas_canvas
+    except ImportError:  # pragma: no cover - ipycanvas is a dependency
+        return
+    manager = getattr(ipycanvas_canvas, "_CANVAS_MANAGER", None)
+    if manager is not None and id(getattr(manager, "_current_canvas", None)) in closed:
+        manager._current_canvas = None
 
 
 def _shared_singletons() -> set[int]:
