@@ -233,8 +233,10 @@ class EpochScrubber(widgets.VBox):
         analysis = getattr(self, "analysis", None)
         if analysis is not None:
             analysis.clear()
-        link = getattr(self, "_play_link", None)
-        close_widget_tree(self, *([link] if link is not None else []))
+        # the Play link, and the picker when a dashboard drives the strip (not shown then)
+        extra = [w for w in (getattr(self, "_play_link", None), getattr(self, "_picker", None))
+                 if w is not None]
+        close_widget_tree(self, *extra)
 
     def model(self, epoch: int) -> nn.Module | None:
         """A new module with the weights of a saved epoch, or None if it cannot be loaded
