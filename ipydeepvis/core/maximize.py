@@ -597,12 +597,31 @@ class _Run:
         self.mean = torch.tensor(colour, dtype=self.dtype, device=self.device).view(1, -1, 1, 1)
         height, width = params.size
         start = self.mean.expand(1, channels, height, width).clone()
-        # Resolve the layer and learn its shape at this size (the probe names reused calls).
+        # Resolve the layer (the probe names each call of a reused module after one full pass)
         with torch.no_grad():
             model_input = self._model_input(start)
-        name, out = next(iter(probe.activations(model_input, layers=[layer]).items()))
+        try:
+            name = next(iter(probe.activations(model_input, layers=[layer])))
+        except ModelForwardError:
+            # The whole model does not take this size (a classifier sized for other images),
+            # but the layer may: resolve it by its module name and run only up to it.
+            name = layer
         info = probe.layer(name)
         self.layer = info.name
+        self.call = info.call or 1
+        self.shadow, _key = ModelShadow(model).current()
+        modules = dict(self.shadow.named_modules())
+        if info.module not in modules:
+            msg = (f"layer {info.name!r} names module {info.module!r}, which the model's "
+                   "unwrapped module tree does not have; pass the inner model")
+            raise UnsupportedModelError(msg)
+        self.module = modules[info.module]
+        with ExitStack() as stack, torch.no_grad():
+            captured: list[torch.Tensor] = []
+            calls = [0]
+            stack.enter_context(self.module.register_forward_hook(self._hook(captured, calls)))
+            stack.enter_context(_eval_mode(self.shadow))
+            out = self._forward(start, captured, calls)
         self.spatial = tuple(out.shape[2:])
         if out.dim() not in (2, 4):
             msg = (f"layer {info.name!r} has outputs of shape {tuple(out.shape[1:])}; maximize "
@@ -619,14 +638,20 @@ class _Run:
                        f"position {params.position!r} does not apply: leave position=None")
                 raise InvalidOptionError(msg)
             self.position = ()
-        self.call = info.call or 1
-        self.shadow, _key = ModelShadow(model).current()
-        modules = dict(self.shadow.named_modules())
-        if info.module not in modules:
-            msg = (f"layer {info.name!r} names module {info.module!r}, which the model's "
-                   "unwrapped module tree does not have; pass the inner model")
-            raise UnsupportedModelError(msg)
-        self.module = modules[info.module]
+
+    def _hook(self, captured: list[torch.Tensor], calls: list[int]) -> Callable[..., Any]:
+        """A forward hook that captures the layer's output at its call and stops the forward
+        there (so nothing after it, an in-place ReLU included, runs)."""
+        target = self.call
+
+        def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == target:
+                captured.append(output)
+                raise _Stop
+            return None
+
+        return hook
 
     def _model_input(self, x: torch.Tensor) -> torch.Tensor:
         return self.preprocess(x) if self.preprocess is not None else x
@@ -685,15 +710,6 @@ class _Run:
 
         captured: list[torch.Tensor] = []
         calls = [0]
-        target_call = self.call
-
-        def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
-            calls[0] += 1
-            if calls[0] == target_call:
-                captured.append(output)
-                raise _Stop
-            return None
-
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -704,7 +720,8 @@ class _Run:
         v_clipped = v0
         try:
             with ExitStack() as stack:
-                stack.enter_context(self.module.register_forward_hook(hook))
+                stack.enter_context(self.module.register_forward_hook(
+                    self._hook(captured, calls)))
                 stack.enter_context(_eval_mode(self.shadow))
                 for step in range(p.steps):
                     # 1. clip to the valid range
