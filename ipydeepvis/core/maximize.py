@@ -38,13 +38,17 @@ a model that normalises, ``z = (x - mean) / std``, the same step is ``dz = lr_z 
 
 Those constant learning rates were tuned on Caffe AlexNet's activation scale. On a small
 network whose units respond more weakly to pixels, the literal step can be too small to beat
-the regularizers (preset 3's blur then wins and the image stays grey). The presets stay literal;
-``lr_scale`` multiplies ``lr`` and ``max_lr`` by a number, or, with ``lr_scale="auto"``,
-calibrates them once per unit at the first step so that the first step would gain
-``desired_prog`` under the linear model (the ``progress`` rule, used once and then held
-constant): ``lr_scale = desired_prog / (lr * ||g_0||^2)``, or 1 if the literal step already
-does that much. See the notebook ``maximize.ipynb`` for what each literal preset does on the
-embedded net and on a torchvision model.
+the regularizers (preset 3's blur then wins and the image stays grey; measured in the notebook
+``maximize.ipynb`` for each preset on the embedded net and on AlexNet). The presets stay
+literal. ``lr_scale`` multiplies ``lr`` and ``max_lr`` by a number; ``lr_scale="auto"`` sets
+the factor once per unit at the first step, from the unit's own gradient ``g_0``, so that the
+first step moves the pixels by the start noise's RMS (``init_sd``, the toolbox's 10/255):
+
+    lr_scale = max(1, init_sd * sqrt(P) / (lr * ||g_0||))      (P = pixels x channels)
+
+and holds it for the run (``max_lr`` in place of ``lr`` for the ``progress`` policy). It never
+makes a step smaller than the literal one, and it leaves a preset whose step already reaches
+that size as it is (preset 4 on the embedded net).
 
 Beyond the paper (off in the presets): Lucid's random jitter / scale / rotation per step and an
 FFT parameterization with colour decorrelation (see
