@@ -392,7 +392,7 @@ def test_a_conv_layer_at_a_size_the_whole_model_refuses() -> None:
         dv.Probe(model).activations(torch.rand(1, 3, 96, 96))
     result = maximize(model, "features.conv5", 2, steps=3, size=96)
     assert result.images.shape == (1, 3, 96, 96) and result.position == (6, 6)
-    with pytest.raises(errors.ModelForwardError, match="classifier|shapes cannot be multiplied"):
+    with pytest.raises(errors.ModelForwardError, match=r"the model raised RuntimeError"):
         maximize(model, "classifier.fc", 2, steps=3, size=96)
 
 
