@@ -38,13 +38,17 @@ a model that normalises, ``z = (x - mean) / std``, the same step is ``dz = lr_z 
 
 Those constant learning rates were tuned on Caffe AlexNet's activation scale. On a small
 network whose units respond more weakly to pixels, the literal step can be too small to beat
-the regularizers (preset 3's blur then wins and the image stays grey). The presets stay literal;
-``lr_scale`` multiplies ``lr`` and ``max_lr`` by a number, or, with ``lr_scale="auto"``,
-calibrates them once per unit at the first step so that the first step would gain
-``desired_prog`` under the linear model (the ``progress`` rule, used once and then held
-constant): ``lr_scale = desired_prog / (lr * ||g_0||^2)``, or 1 if the literal step already
-does that much. See the notebook ``maximize.ipynb`` for what each literal preset does on the
-embedded net and on a torchvision model.
+the regularizers (preset 3's blur then wins and the image stays grey; measured in the notebook
+``maximize.ipynb`` for each preset on the embedded net and on AlexNet). The presets stay
+literal. ``lr_scale`` multiplies ``lr`` and ``max_lr`` by a number; ``lr_scale="auto"`` sets
+the factor once per unit at the first step, from the unit's own gradient ``g_0``, so that the
+first step moves the pixels by the start noise's RMS (``init_sd``, the toolbox's 10/255):
+
+    lr_scale = max(1, init_sd * sqrt(P) / (lr * ||g_0||))      (P = pixels x channels)
+
+and holds it for the run (``max_lr`` in place of ``lr`` for the ``progress`` policy). It never
+makes a step smaller than the literal one, and it leaves a preset whose step already reaches
+that size as it is (preset 4 on the embedded net).
 
 Beyond the paper (off in the presets): Lucid's random jitter / scale / rotation per step and an
 FFT parameterization with colour decorrelation (see
@@ -597,12 +601,31 @@ class _Run:
         self.mean = torch.tensor(colour, dtype=self.dtype, device=self.device).view(1, -1, 1, 1)
         height, width = params.size
         start = self.mean.expand(1, channels, height, width).clone()
-        # Resolve the layer and learn its shape at this size (the probe names reused calls).
+        # Resolve the layer (the probe names each call of a reused module after one full pass)
         with torch.no_grad():
             model_input = self._model_input(start)
-        name, out = next(iter(probe.activations(model_input, layers=[layer]).items()))
+        try:
+            name = next(iter(probe.activations(model_input, layers=[layer])))
+        except ModelForwardError:
+            # The whole model does not take this size (a classifier sized for other images),
+            # but the layer may: resolve it by its module name and run only up to it.
+            name = layer
         info = probe.layer(name)
         self.layer = info.name
+        self.call = info.call or 1
+        self.shadow, _key = ModelShadow(model).current()
+        modules = dict(self.shadow.named_modules())
+        if info.module not in modules:
+            msg = (f"layer {info.name!r} names module {info.module!r}, which the model's "
+                   "unwrapped module tree does not have; pass the inner model")
+            raise UnsupportedModelError(msg)
+        self.module = modules[info.module]
+        with ExitStack() as stack, torch.no_grad():
+            captured: list[torch.Tensor] = []
+            calls = [0]
+            stack.enter_context(self.module.register_forward_hook(self._hook(captured, calls)))
+            stack.enter_context(_eval_mode(self.shadow))
+            out = self._forward(start, captured, calls)
         self.spatial = tuple(out.shape[2:])
         if out.dim() not in (2, 4):
             msg = (f"layer {info.name!r} has outputs of shape {tuple(out.shape[1:])}; maximize "
@@ -619,14 +642,20 @@ class _Run:
                        f"position {params.position!r} does not apply: leave position=None")
                 raise InvalidOptionError(msg)
             self.position = ()
-        self.call = info.call or 1
-        self.shadow, _key = ModelShadow(model).current()
-        modules = dict(self.shadow.named_modules())
-        if info.module not in modules:
-            msg = (f"layer {info.name!r} names module {info.module!r}, which the model's "
-                   "unwrapped module tree does not have; pass the inner model")
-            raise UnsupportedModelError(msg)
-        self.module = modules[info.module]
+
+    def _hook(self, captured: list[torch.Tensor], calls: list[int]) -> Callable[..., Any]:
+        """A forward hook that captures the layer's output at its call and stops the forward
+        there (so nothing after it, an in-place ReLU included, runs)."""
+        target = self.call
+
+        def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == target:
+                captured.append(output)
+                raise _Stop
+            return None
+
+        return hook
 
     def _model_input(self, x: torch.Tensor) -> torch.Tensor:
         return self.preprocess(x) if self.preprocess is not None else x
@@ -661,58 +690,47 @@ class _Run:
         identity = p.param == "pixel" and not p.decorrelate
         low, high = -self.mean, 1.0 - self.mean
         sign = 1.0 if p.direction == "max" else -1.0
-        rows = torch.arange(n, device=self.device)
-        unit_index = torch.tensor(self.units, device=self.device)
-        where = tuple(torch.full((n,), i, device=self.device) for i in self.position)
-        map_size = math.prod(self.spatial)
-        flat_target = unit_index * map_size
-        stride = map_size
-        for i, size in zip(self.position, self.spatial, strict=True):
-            stride //= size
-            flat_target = flat_target + i * stride
+        index = (torch.arange(n, device=self.device),
+                 torch.tensor(self.units, device=self.device),
+                 *(torch.full((n,), i, device=self.device) for i in self.position))
+        flat_target = torch.tensor(
+            [int(np.ravel_multi_index((u, *self.position), (10**9, *self.spatial)))
+             for u in self.units], device=self.device)
         transforms = p.jitter > 0 or p.scale > 0 or p.rotate > 0
         need_image_grad = p.contrib_pct > 0 and not identity
         regularize = (p.decay > 0 or (p.blur_every > 0 and p.blur_sigma > 0) or p.norm_pct > 0
                       or p.contrib_pct > 0)
-
-        objective = torch.zeros(p.steps, n, dtype=torch.float64)
-        best_curve = torch.zeros(p.steps, n, dtype=torch.float64)
-        lr_curve = torch.zeros(p.steps, n, dtype=torch.float64)
-        best_signed = torch.full((n,), -math.inf, dtype=torch.float64)
-        best_step = torch.zeros(n, dtype=torch.int64)
-        argmax_step = torch.full((n,), -1, dtype=torch.int64)
-        best_images = torch.zeros_like(v0)
-        lr_scale = torch.ones(n, dtype=self.dtype, device=self.device)
         base_lr = p.lr if p.lr_policy == "constant" else p.max_lr
+        lr_scale: torch.Tensor | float = float(p.lr_scale) if p.lr_scale != "auto" else 1.0
+
+        # per-step records, turned into the history at the end
+        values_log: list[torch.Tensor] = []
+        rate_log: list[torch.Tensor] = []
+        hit_log: list[torch.Tensor] = []
+        best_signed = torch.full((n,), -math.inf, dtype=self.dtype, device=self.device)
+        best_images = v0
+        running_argmax = np.full(n, -1, dtype=np.int64)  # only kept up to date for callbacks
+        seed: torch.Tensor | None = None
 
         captured: list[torch.Tensor] = []
         calls = [0]
-        target_call = self.call
-
-        def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
-            calls[0] += 1
-            if calls[0] == target_call:
-                captured.append(output)
-                raise _Stop
-            return None
-
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=p.steps, desc=f"maximize {self.layer}", unit="step")
         stopped = False
-        ran = 0
         current = para.inverse(v0)
         v_clipped = v0
         try:
             with ExitStack() as stack:
-                stack.enter_context(self.module.register_forward_hook(hook))
+                stack.enter_context(self.module.register_forward_hook(
+                    self._hook(captured, calls)))
                 stack.enter_context(_eval_mode(self.shadow))
                 for step in range(p.steps):
                     # 1. clip to the valid range
                     v = current if identity else para.image(current)
-                    v_clipped = torch.maximum(torch.minimum(v, high), low)
+                    v_clipped = torch.clamp(v, low, high)
                     if identity:
                         current = v_clipped
                     elif not torch.equal(v_clipped, v):
@@ -725,81 +743,68 @@ class _Run:
                         if transforms:
                             x = random_transform(x, generators, jitter=p.jitter, scale=p.scale,
                                                  rotate=p.rotate)
-                        calls[0] = 0
-                        captured.clear()
-                        try:
-                            self.shadow(self._model_input(x))
-                        except _Stop:
-                            pass
-                        except Exception as exc:
-                            msg = (f"the model raised {type(exc).__name__} on an input of shape "
-                                   f"{tuple(x.shape)}: {exc}")
-                            raise ModelForwardError(msg) from exc
-                        if not captured:
-                            msg = (f"layer {self.layer!r} was not reached in the forward pass "
-                                   "(does the model call it only for some inputs?)")
-                            raise UnsupportedModelError(msg)
-                        out = captured[0]
-                        values = out[(rows, unit_index, *where)]
-                        total = (values * sign).sum()
-                    if not total.requires_grad:
-                        msg = f"layer {self.layer!r} does not depend on the input image"
-                        raise UnsupportedModelError(msg)
+                        out = self._forward(x, captured, calls)
+                    if seed is None:  # backward from each unit's one value (sign = direction)
+                        seed = torch.zeros_like(out)
+                        seed[index] = sign
                     # 3. record
-                    vals = values.detach().to("cpu", torch.float64)
-                    objective[step] = vals
-                    better = vals * sign > best_signed
-                    best_signed = torch.where(better, vals * sign, best_signed)
-                    best_step[better] = step
-                    if bool(better.any()):
-                        mask = better.to(self.device).view(n, 1, 1, 1)
-                        best_images = torch.where(mask, v_clipped, best_images)
-                    best_curve[step] = best_signed * sign
-                    flat = out.detach().flatten(1)
-                    top = (flat if sign > 0 else -flat).argmax(dim=1).cpu()
-                    hit = (top == flat_target.cpu()) & (argmax_step < 0)
-                    argmax_step[hit] = step
+                    acts = out.detach()
+                    values = acts[index]
+                    values_log.append(values)
+                    signed = values * sign
+                    better = signed > best_signed
+                    if bool(better.all()):  # (v_clipped is never modified in place)
+                        best_images, best_signed = v_clipped, signed
+                    elif bool(better.any()):
+                        best_images = torch.where(better.view(n, 1, 1, 1), v_clipped,
+                                                  best_images)
+                        best_signed = torch.maximum(best_signed, signed)
+                    flat = acts.flatten(1)
+                    top = flat.argmax(dim=1) if sign > 0 else flat.argmin(dim=1)
+                    hit_log.append(top == flat_target)
                     # 4. backward from the units only
                     wrt = [leaf, image] if need_image_grad else [leaf]
-                    grads = torch.autograd.grad(total, wrt)
+                    if not out.requires_grad:
+                        msg = f"layer {self.layer!r} does not depend on the input image"
+                        raise UnsupportedModelError(msg)
+                    grads = torch.autograd.grad(out, wrt, seed)
                     grad = grads[0]
                     grad_image = grads[1] if need_image_grad else grad
-                    norm2 = grad.flatten(1).pow(2).sum(dim=1)
+                    norm2 = torch.linalg.vector_norm(grad.flatten(1), dim=1).square()
                     if step == 0 and p.lr_scale == "auto":
                         # the first step moves the pixels by the start noise's RMS
-                        pixels = grad[0].numel()
-                        wanted = p.init_sd * math.sqrt(pixels) / norm2.sqrt()
+                        wanted = p.init_sd * math.sqrt(grad[0].numel()) / norm2.sqrt()
                         lr_scale = torch.where(norm2 > 0, wanted / base_lr,
-                                               torch.ones_like(norm2)).clamp(min=1.0)
-                    elif step == 0 and p.lr_scale != "auto":
-                        lr_scale = lr_scale * float(p.lr_scale)
+                                               1.0).clamp(min=1.0)
                     if p.lr_policy == "constant":
-                        rate = lr_scale * p.lr
+                        rate = lr_scale * torch.full_like(norm2, p.lr)
                     else:
-                        rate = torch.minimum(lr_scale * p.max_lr,
-                                             p.desired_prog / norm2.clamp(min=1e-300))
-                    rate = torch.where(norm2 > 0, rate, torch.zeros_like(rate))
-                    lr_curve[step] = rate.detach().to("cpu", torch.float64)
-                    ran = step + 1
+                        rate = torch.minimum(lr_scale * torch.full_like(norm2, p.max_lr),
+                                             p.desired_prog / norm2.clamp(min=1e-30))
+                    rate = torch.where(norm2 > 0, rate, 0.0)
+                    rate_log.append(rate)
                     if bar is not None:
                         bar.update(1)
                     if callback is not None:
+                        hit = hit_log[-1].cpu().numpy() & (running_argmax < 0)
+                        running_argmax[hit] = step
                         show = step % every == 0 or step == p.steps - 1
                         state = MaximizeState(
-                            step=step, steps=p.steps, objective=objective[step].numpy().copy(),
-                            best=best_curve[step].numpy().copy(),
-                            lr=lr_curve[step].numpy().copy(),
-                            argmax_step=argmax_step.numpy().copy(),
-                            images=(v_clipped + self.mean).detach().to("cpu", torch.float32)
+                            step=step, steps=p.steps,
+                            objective=values.to("cpu", torch.float64).numpy(),
+                            best=(best_signed * sign).to("cpu", torch.float64).numpy(),
+                            lr=rate.to("cpu", torch.float64).numpy(),
+                            argmax_step=running_argmax.copy(),
+                            images=(v_clipped + self.mean).to("cpu", torch.float32)
                             if show else None,
                         )
                         if callback(step, state) is False:
                             stopped = step < p.steps - 1
                             break
-                    if not bool((norm2 > 0).any()):  # every gradient is zero: nothing moves
-                        stopped = step < p.steps - 1
-                        break
                     if step == p.steps - 1:
+                        break
+                    if not bool((norm2 > 0).any()):  # every gradient is zero: nothing moves
+                        stopped = True
                         break
                     # 5. step and regularize
                     with torch.no_grad():
@@ -816,15 +821,45 @@ class _Run:
         finally:
             if bar is not None:
                 bar.close()
-        history = MaximizeHistory(
-            objective=objective[:ran].numpy(), best=best_curve[:ran].numpy(),
-            lr=lr_curve[:ran].numpy(), argmax_step=argmax_step.numpy(),
-            best_step=best_step.numpy(),
-        )
         return MaximizeResult(
             layer=self.layer, units=tuple(self.units), position=tuple(self.position),
             params=p,
             images=(best_images + self.mean).detach().to("cpu", torch.float32),
             last=(v_clipped + self.mean).detach().to("cpu", torch.float32),
-            history=history, stopped=stopped,
+            history=_history(values_log, rate_log, hit_log, sign), stopped=stopped,
         )
+
+    def _forward(self, x: torch.Tensor, captured: list[torch.Tensor],
+                 calls: list[int]) -> torch.Tensor:
+        """Run the shadow on ``x`` until the layer's hook captures its output."""
+        calls[0] = 0
+        captured.clear()
+        try:
+            self.shadow(self._model_input(x))
+        except _Stop:
+            pass
+        except Exception as exc:
+            msg = (f"the model raised {type(exc).__name__} on an input of shape "
+                   f"{tuple(x.shape)}: {exc}")
+            raise ModelForwardError(msg) from exc
+        if not captured:
+            msg = (f"layer {self.layer!r} was not reached in the forward pass "
+                   "(does the model call it only for some inputs?)")
+            raise UnsupportedModelError(msg)
+        return captured[0]
+
+
+def _history(values: list[torch.Tensor], rates: list[torch.Tensor], hits: list[torch.Tensor],
+             sign: float) -> MaximizeHistory:
+    """The per-step logs as arrays: running best, first argmax step, best step."""
+    objective = torch.stack(values).to("cpu", torch.float64).numpy()
+    signed = objective * sign
+    best = np.maximum.accumulate(signed, axis=0) * sign
+    hit = torch.stack(hits).cpu().numpy()
+    argmax_step = np.where(hit.any(axis=0), hit.argmax(axis=0), -1).astype(np.int64)
+    return MaximizeHistory(
+        objective=objective, best=best,
+        lr=torch.stack(rates).to("cpu", torch.float64).numpy(),
+        argmax_step=argmax_step,
+        best_step=signed.argmax(axis=0).astype(np.int64),  # the first step at the best value
+    )

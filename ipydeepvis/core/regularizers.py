@@ -23,7 +23,6 @@ the deep-visualization-toolbox's ``optimize/gradient_optimizer.py``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["clip_small_contrib", "clip_small_norm", "decay", "gaussian_blur", "gaussian_kernel"]
 
@@ -56,21 +55,23 @@ def gaussian_blur(v: torch.Tensor, sigma: float) -> torch.Tensor:
 
     torchvision's ``gaussian_blur`` pads with the other reflection (edge pixel not repeated) and
     needs the kernel to fit in the image; the paper's results were made with scipy's, so this is
-    scipy's, to the last bit of the interior and the borders alike.
+    scipy's, borders included. Each axis is a weighted sum of shifted views of the padded image
+    (a few multiply-adds), several times faster on a CPU than a one-channel ``conv2d``.
     """
     if sigma <= 0:
         return v
-    kernel = gaussian_kernel(sigma, dtype=v.dtype, device=v.device)
-    radius = (kernel.numel() - 1) // 2
+    weights = gaussian_kernel(sigma, dtype=torch.float64).tolist()
+    radius = (len(weights) - 1) // 2
     if radius == 0:
         return v
-    n, c, h, w = v.shape
-    flat = v.reshape(n * c, 1, h, w)
-    rows = _symmetric_index(h, radius, v.device)
-    cols = _symmetric_index(w, radius, v.device)
-    flat = F.conv2d(flat.index_select(2, rows), kernel.view(1, 1, -1, 1))
-    flat = F.conv2d(flat.index_select(3, cols), kernel.view(1, 1, 1, -1))
-    return flat.reshape(n, c, h, w)
+    for axis in (2, 3):
+        size = v.shape[axis]
+        padded = v.index_select(axis, _symmetric_index(size, radius, v.device))
+        out = padded.narrow(axis, 0, size) * weights[0]
+        for tap in range(1, len(weights)):
+            out.add_(padded.narrow(axis, tap, size), alpha=weights[tap])
+        v = out
+    return v
 
 
 def _below_percentile(values: torch.Tensor, pct: float) -> torch.Tensor:

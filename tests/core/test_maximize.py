@@ -384,6 +384,18 @@ def test_position_on_a_linear_layer_is_refused() -> None:
 # ---------------------------------------------------------------------- real models
 
 
+def test_a_conv_layer_at_a_size_the_whole_model_refuses() -> None:
+    """The embedded net's classifier takes 64 px only; its conv layers take any size, and the
+    forward stops at the layer, so 96 px works for them."""
+    model = dv.demo.load().model
+    with pytest.raises(errors.ModelForwardError):
+        dv.Probe(model).activations(torch.rand(1, 3, 96, 96))
+    result = maximize(model, "features.conv5", 2, steps=3, size=96)
+    assert result.images.shape == (1, 3, 96, 96) and result.position == (6, 6)
+    with pytest.raises(errors.ModelForwardError, match=r"the model raised RuntimeError"):
+        maximize(model, "classifier.fc", 2, steps=3, size=96)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "layer"), [
     ("alexnet", "features.10"), ("alexnet", "classifier.6"), ("vgg16", "features.28"),
