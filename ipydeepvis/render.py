@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
 from .errors import InvalidInputError, InvalidOptionError
 
@@ -25,6 +26,9 @@ __all__ = [
     "GridLayout",
     "activation_grid",
     "activation_grid_rgba",
+    "caption",
+    "cell_box",
+    "draw_ring",
     "gaussian_blur",
     "grid_layout",
     "image_to_uint8",
@@ -34,6 +38,9 @@ __all__ = [
     "to_rgba",
     "unit_map_rgba",
 ]
+
+FONT_SIZE = 14
+"""Pixel size of the text in exported pictures (captions of ``DeepVis.save_png``, notebooks)."""
 
 
 def tile_grid(tiles: npt.NDArray[np.uint8], columns: int | None = None, pad: int = 1,
@@ -221,10 +228,61 @@ def activation_grid_rgba(maps: torch.Tensor, layout: GridLayout,
 
 
 def unit_map_rgba(unit_map: torch.Tensor, size: int, top: float) -> npt.NDArray[np.uint8]:
-    """One unit's map ``(h, w)`` enlarged to ``size`` px, 0 black, ``top`` white (RGBA)."""
+    """One unit's map ``(h, w)`` enlarged to ``size`` px, 0 black, ``top`` white (RGBA).
+
+    ``top`` is the layer's largest activation (units compared by brightness) or the unit's own
+    (a weak unit's pattern visible); with ``top <= 0`` everything is black.
+    """
     a = unit_map.detach().to("cpu", torch.float64)
     if a.dim() == 0:
         a = a[None, None]
     scaled = (a.clamp(min=0) / top if top > 0 else a.clamp(min=0)) * 255
     small = scaled.round().clamp(0, 255).to(torch.uint8).numpy()
     return to_rgba(resize_nearest(small, size, size))
+
+
+def cell_box(position: tuple[int, int], map_size: tuple[int, int], size: int,
+             min_size: int = 8) -> tuple[int, int, int, int]:
+    """``(x, y, width, height)`` on a ``size`` px picture of an ``(h, w)`` map enlarged with
+    :func:`resize_nearest` that covers the map cell at ``position`` (row, column).
+
+    Small cells get a box of at least ``min_size`` px centred on the cell (kept inside the
+    picture), so a marker stays visible on a 55x55 map shown at 192 px.
+    """
+    (row, col), (height, width) = position, map_size
+    # resize_nearest: output pixel p shows cell floor(p * n / size)
+    top, bottom = -(-row * size // height), -(-(row + 1) * size // height)
+    left, right = -(-col * size // width), -(-(col + 1) * size // width)
+    box_w, box_h = max(right - left, min_size), max(bottom - top, min_size)
+    x = min(max(0, (left + right - box_w) // 2), size - box_w)
+    y = min(max(0, (top + bottom - box_h) // 2), size - box_h)
+    return x, y, box_w, box_h
+
+
+def draw_ring(frame: npt.NDArray[np.uint8], box: tuple[int, int, int, int] | None,
+              color: tuple[int, int, int, int] = (255, 204, 0, 255)) -> npt.NDArray[np.uint8]:
+    """A copy of RGBA ``frame`` with a 2 px ring just inside ``box`` ``(x, y, w, h)``: the
+    same pixels a canvas overlay's ``stroke_rect(x+1, y+1, w-2, h-2)`` with line width 2 covers
+    (what :class:`~ipydeepvis.widgets.tiles.TileCanvas` shows on top of a frame)."""
+    out = frame.copy()
+    if box is None:
+        return out
+    x, y, w, h = box
+    height, width = out.shape[:2]
+    mask = np.zeros((height, width), bool)
+    mask[max(0, y):min(height, y + h), max(0, x):min(width, x + w)] = True
+    mask[max(0, y + 2):max(0, y + h - 2), max(0, x + 2):max(0, x + w - 2)] = False
+    out[mask] = color
+    return out
+
+
+def caption(text: str, width: int, size: int = FONT_SIZE,
+            color: tuple[int, int, int] = (0, 0, 0),
+            background: tuple[int, int, int] = (255, 255, 255)) -> npt.NDArray[np.uint8]:
+    """One line of ``text`` in a ``size`` px font on an opaque RGBA strip ``width`` px wide
+    (cut at the right edge if longer); its height is ``size + size // 2`` px."""
+    height = size + size // 2
+    picture = Image.new("RGB", (max(1, width), height), background)
+    font = ImageFont.load_default(size=size)
+    ImageDraw.Draw(picture).text((2, size // 4), text, fill=color, font=font)
+    return to_rgba(np.asarray(picture, dtype=np.uint8))
