@@ -46,6 +46,7 @@ POSITIONS = ("max", "all", "clicked")
 STYLE = """<style>
 .deepvis { color: var(--jp-ui-font-color1, inherit); }
 .deepvis canvas:focus, .deepvis canvas:focus-visible { outline: none; }
+.deepvis canvas.deepvis-fluid { image-rendering: pixelated; }
 .deepvis .deepvis-warn { color: var(--jp-warn-color0, #a60); }
 .deepvis .deepvis-error { color: var(--jp-error-color1, #b00); }
 .deepvis .deepvis-notice { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
@@ -53,6 +54,7 @@ STYLE = """<style>
 """The dashboard's own CSS: JupyterLab's theme colours (light and dark), no focus outline on a
 clicked canvas, one-line notices."""
 UNIT_SCALES = ("unit", "layer")
+MIN_GRID = 280  # px: the narrowest the activation grid is drawn in a narrow output area
 CONTRAST_RANGE = (2.0 ** -3, 2.0 ** 4)
 
 
@@ -508,7 +510,7 @@ class DeepVis(widgets.VBox):
                                                        style={"button_width": "70px"})
         self._position_buttons.add_class("e2e-position")
         self._scale_buttons = widgets.ToggleButtons(
-            options=list(UNIT_SCALES), description="unit scale", style={"button_width": "56px"},
+            options=list(UNIT_SCALES), description="scale", style={"button_width": "56px"},
             tooltips=["white = the unit's own largest value",
                       "white = the layer's largest value (units compared)"])
         self._scale_buttons.add_class("e2e-unit-scale")
@@ -530,10 +532,15 @@ class DeepVis(widgets.VBox):
             self._bind(control, name)
         self._prev.on_click(self._previous_layer)
         self._next.on_click(self._next_layer)
+
+        def row(*children: widgets.Widget) -> widgets.HBox:
+            """Controls side by side; in a narrow output area they wrap instead of clipping."""
+            return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap"))
+
         self._controls = widgets.VBox([
-            widgets.HBox([self._layer_picker, self._prev, self._next, self._unit_slider]),
-            widgets.HBox([self._method_buttons, self._position_buttons]),
-            widgets.HBox([self._display_picker, self._contrast_slider, self._scale_buttons]),
+            row(self._layer_picker, self._prev, self._next, self._unit_slider),
+            row(self._method_buttons, self._position_buttons),
+            row(self._display_picker, self._contrast_slider, self._scale_buttons),
         ])
 
     def _bind(self, control: widgets.ValueWidget, name: str) -> None:
@@ -559,17 +566,35 @@ class DeepVis(widgets.VBox):
             control.value = getattr(self, name)
 
     def _layout_panes(self) -> widgets.Widget:
-        """Main row: columns 0, 1, 2 side by side; other panes in tabs below."""
+        """Main row: columns 0, 1, 2 side by side; other panes in tabs below.
 
-        def column(children: list[widgets.Widget], width: int) -> widgets.VBox:
-            """A column of fixed width: long text wraps instead of pushing the others."""
-            return widgets.VBox(children, layout=widgets.Layout(
-                width=f"{width + 8}px", min_width=f"{width + 8}px", overflow="hidden"))
+        The grid column (1) and the unit column (2) never part: in a narrow output area
+        (JupyterLab at 1100 px with the file browser open) column 0 moves above them and the
+        grid shrinks (down to :data:`MIN_GRID` px) rather than pushing column 2 below.
+        """
 
-        widths = {0: PANE, 1: GRID_WIDTH, 2: PANE}
-        columns = [column([p.widget for p in self.panes.values() if p.column == c], widths[c])
-                   for c in sorted(widths)]
-        row = widgets.HBox([c for c in columns if c.children],
+        def column(children: list[widgets.Widget], width: int,
+                   fluid: bool = False) -> widgets.VBox:
+            """A column of fixed width (or, fluid, at most that wide): long text wraps
+            instead of pushing the others."""
+            if fluid:
+                size = dict(flex=f"1 1 {width + 8}px", min_width=f"{MIN_GRID + 8}px",
+                            max_width=f"{width + 8}px")
+            else:
+                size = dict(flex=f"0 0 {width + 8}px", width=f"{width + 8}px",
+                            min_width=f"{width + 8}px")
+            return widgets.VBox(children, layout=widgets.Layout(overflow="hidden", **size))
+
+        def panes(c: int) -> list[widgets.Widget]:
+            return [p.widget for p in self.panes.values() if p.column == c]
+
+        left = column(panes(0), PANE)
+        grid = column(panes(1), GRID_WIDTH, fluid=True)
+        right = column(panes(2), PANE)
+        kept = [c for c in (grid, right) if c.children]
+        together = widgets.HBox(kept, layout=widgets.Layout(
+            flex=f"1 1 {MIN_GRID + PANE + 16}px", flex_flow="row nowrap"))
+        row = widgets.HBox([c for c in (left, together) if c.children],
                            layout=widgets.Layout(flex_flow="row wrap"))
         extra = [p for p in self.panes.values() if p.column is None]
         if not extra:

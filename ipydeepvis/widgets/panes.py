@@ -175,7 +175,7 @@ class ActivationGridPane(Pane):
 
     def __init__(self, view: DeepVis) -> None:
         super().__init__(view)
-        self.canvas = TileCanvas(GRID_WIDTH, GRID_WIDTH, "e2e-grid")
+        self.canvas = TileCanvas(GRID_WIDTH, GRID_WIDTH, "e2e-grid", fluid=True)
         self.canvas.on_click(view.click_grid)
         self.label = widgets.HTML()
         self.label.add_class("e2e-grid-label")
