@@ -33,6 +33,7 @@ from tests.browser.e2e_support import (
     Dashboard,
     Expected,
     State,
+    center_in_view,
     click_canvas_at,
     demo_available,
     layout_problems,
@@ -88,6 +89,7 @@ def test_unit_and_projection_stay_right_of_the_grid(laptop: Dashboard) -> None:
     assert unit[0] >= grid[2] - 0.5 and projection[0] >= grid[2] - 0.5, (grid, unit)
     assert unit[1] < grid[3] and abs(unit[1] - grid[1]) < 1, (grid, unit)  # same row
     assert layout_problems(page) == []
+    center_in_view(page, SEL_GRID)
     page.screenshot(path=str(ART_DIR / f"{laptop.kind}_1100px.png"))
 
 
