@@ -47,6 +47,8 @@ bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_dashboard.py
 	$(PY) benchmarks/bench_scrubber.py
 	$(PY) benchmarks/bench_shapes.py
+	$(PY) benchmarks/bench_checkpoints.py
+	$(PY) benchmarks/bench_analyses.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,49 +1,83 @@
 """ipydeepvis: Jupyter widgets that open up a trained PyTorch CNN.
 
 The core (:class:`Probe`, projections) imports no widget library; the widgets
-(:class:`DeepVis`) are loaded on first use.
+(:class:`DeepVis`) and the embedded default (:mod:`demo`, :class:`Shapes`, and
+:class:`CheckpointSeries`, which knows its models) are loaded on first use.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import demo, errors
-from .core import LayerInfo, Probe, RectifierCoverage, TopK, top_k
-from .core.checkpoints import CheckpointSeries
-from .data import Shapes
+from . import errors
+from .core import (
+    Correspondence,
+    Invariance,
+    LayerInfo,
+    MaximizeParams,
+    MaximizeResult,
+    OcclusionMap,
+    Probe,
+    RectifierCoverage,
+    TopK,
+    maximize_params,
+    top_k,
+)
+from .core.correspondence import correspondence
+from .core.invariance import invariance
+from .core.maximize import maximize
+from .core.occlusion import occlusion
 from .errors import DeepVisError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointSeries",
+    "Correspondence",
     "DeepVis",
     "DeepVisError",
     "EpochScrubber",
+    "Invariance",
     "LayerInfo",
+    "MaximizeParams",
+    "MaximizeResult",
+    "OcclusionMap",
     "Probe",
     "RectifierCoverage",
     "Shapes",
     "TopK",
     "__version__",
+    "correspondence",
     "demo",
     "errors",
+    "invariance",
+    "maximize",
+    "maximize_params",
+    "occlusion",
     "top_k",
 ]
 
 _LAZY = {
+    "CheckpointSeries": ("ipydeepvis.checkpoints", "CheckpointSeries"),
+    "Shapes": ("ipydeepvis.data", "Shapes"),
+    "demo": ("ipydeepvis.demo", ""),
     "DeepVis": ("ipydeepvis.widgets", "DeepVis"),
     "EpochScrubber": ("ipydeepvis.widgets", "EpochScrubber"),
 }
 
 
 def __getattr__(name: str) -> Any:
-    """Import the widget layer only when it is asked for (the core works without it)."""
+    """Import the widgets and the embedded default only when asked for (core needs neither)."""
     if name in _LAZY:
         import importlib
 
         module, attribute = _LAZY[name]
-        return getattr(importlib.import_module(module), attribute)
+        loaded = importlib.import_module(module)
+        return getattr(loaded, attribute) if attribute else loaded
     msg = f"module 'ipydeepvis' has no attribute {name!r}"
     raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, for tab completion."""
+    return sorted(set(globals()) | set(__all__))

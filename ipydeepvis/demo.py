@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ipydeepvis.core.checkpoints import CheckpointSeries
+from ipydeepvis.checkpoints import CheckpointSeries
 from ipydeepvis.core.probe import Probe
 from ipydeepvis.data.shapes import Shapes, ShapesConfig
 from ipydeepvis.errors import CheckpointError
@@ -91,15 +91,22 @@ def load(path: str | os.PathLike[str] | None = None, *, length: int = 2_000) -> 
     """
     series = CheckpointSeries(series_path() if path is None else path)
     manifest = series.manifest
-    if manifest is None or manifest.get("data", {}).get("name") != "shapes":
+    data = manifest.get("data") if manifest is not None else None
+    if not isinstance(data, dict) or data.get("name") != "shapes":
         msg = (
             f"{str(series.path)!r} is not a series trained on Shapes by `ipydeepvis train` "
             "(its manifest.json does not record a 'shapes' data set)."
         )
         raise CheckpointError(msg)
-    data = manifest["data"]
-    dataset = Shapes(
-        "test", length, seed=int(data.get("seed", 0)), config=ShapesConfig(**data["config"])
-    )
+    try:
+        config = ShapesConfig(**data.get("config", {}))
+        seed = int(data.get("seed", 0))
+    except (TypeError, ValueError) as exc:
+        msg = (
+            f"the manifest of {str(series.path)!r} records Shapes settings that do not work "
+            f"({data!r}): {exc}"
+        )
+        raise CheckpointError(msg) from exc
+    dataset = Shapes("test", length, seed=seed, config=config)
     model = series.model(series.epochs[-1])
     return Demo(model=model, series=series, dataset=dataset, classes=dataset.classes)

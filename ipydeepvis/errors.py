@@ -22,6 +22,7 @@ __all__ = [
     "UnitOutOfRangeError",
     "UnsupportedModelError",
     "ViewClosedError",
+    "WeightsChangedError",
 ]
 
 
@@ -62,6 +63,11 @@ class ModelForwardError(DeepVisError, RuntimeError):
 
 class ProbeBusyError(DeepVisError, RuntimeError):
     """A probe was called again while one of its calls was still running (re-entrant use)."""
+
+
+class WeightsChangedError(DeepVisError, RuntimeError):
+    """The model's weights kept changing (a training loop in another thread) while a call ran,
+    every time it was tried; the call can simply be made again."""
 
 
 class CheckpointError(DeepVisError, ValueError):

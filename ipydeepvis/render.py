@@ -6,41 +6,61 @@ value policy, so a picture means the same thing wherever it is shown:
 - projections (signed, arbitrary scale) are shown as Zeiler & Fergus and the deepvis toolbox
   show them: zero at mid-grey, scaled by the largest magnitude;
 - activation maps (per unit) are scaled from 0 to the layer's largest value, so units of one
-  layer can be compared by brightness.
+  layer can be compared by brightness (:func:`positive_uint8`, the one positive scaling).
+
+Tiles are placed by one function (:func:`tile_grid` / :func:`place_tiles`), the evolution
+strip is drawn by :func:`strip_picture` (labelled: :func:`strip_figure`), and every PNG file
+is written by :func:`save_png_sheet`.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from torchvision.transforms.v2.functional import gaussian_blur as _tv_gaussian_blur
 
 from .errors import InvalidInputError, InvalidOptionError
 
 __all__ = [
     "DISPLAY_MODES",
+    "HIGHLIGHT",
+    "STRIP_CELL",
+    "STRIP_GAP",
     "GridLayout",
+    "StripLayout",
     "activation_grid",
     "activation_grid_rgba",
     "caption",
     "cell_box",
-    "draw_ring",
+    "check_png_path",
     "gaussian_blur",
     "grid_layout",
     "image_to_uint8",
+    "label_picture",
+    "outline",
+    "place_tiles",
+    "positive_uint8",
     "projection_picture",
     "resize_nearest",
+    "save_png_sheet",
+    "sheet_picture",
+    "strip_figure",
+    "strip_picture",
     "tile_grid",
     "to_rgba",
     "unit_map_rgba",
 ]
 
 FONT_SIZE = 14
-"""Pixel size of the text in exported pictures (captions of ``DeepVis.save_png``, notebooks)."""
+"""Pixel size of the text in exported pictures (``DeepVis.save_png``, notebook figures)."""
 
 
 def tile_grid(tiles: npt.NDArray[np.uint8], columns: int | None = None, pad: int = 1,
@@ -48,17 +68,59 @@ def tile_grid(tiles: npt.NDArray[np.uint8], columns: int | None = None, pad: int
     """Lay ``(N, h, w, ...)`` tiles out row by row in a grid with ``pad`` pixels between them.
 
     ``columns`` defaults to ``ceil(sqrt(N))``. Returns ``(rows*(h+pad)-pad, cols*(w+pad)-pad,
-    ...)``; tile ``k`` sits at row ``k // columns``, column ``k % columns``.
+    ...)``; tile ``k`` sits at row ``k // columns``, column ``k % columns`` (the placement of
+    :class:`GridLayout`). The one tile placement of the package.
+    """
+    count = tiles.shape[0]
+    columns = columns or max(1, math.ceil(math.sqrt(count)))
+    return _place(tiles, columns, pad, background)
+
+
+def place_tiles(tiles: npt.NDArray[np.uint8], layout: GridLayout,
+                background: int = 0) -> npt.NDArray[np.uint8]:
+    """``(N, tile, tile, ...)`` tiles placed as ``layout`` says (see :meth:`GridLayout.origin`);
+    the picture is ``layout.size``."""
+    if tiles.shape[0] != layout.count or tiles.shape[1:3] != (layout.tile, layout.tile):
+        msg = (f"tiles must be ({layout.count}, {layout.tile}, {layout.tile}, ...) for this "
+               f"layout, got {tiles.shape}")
+        raise InvalidInputError(msg)
+    return _place(tiles, layout.columns, layout.pad, background)
+
+
+def _place(tiles: npt.NDArray[np.uint8], columns: int, pad: int,
+           background: int) -> npt.NDArray[np.uint8]:
+    """Grid of ``(N, h, w[, c])`` tiles, ``columns`` wide (also when fewer tiles), no border.
+
+    One reshape instead of a loop over tiles: pad every tile to ``(h + pad, w + pad)``, fill
+    the last row with background tiles, and interleave the tile rows with the image rows.
+    (torchvision's ``make_grid`` does the same placement with a Python loop per tile and
+    turns grey tiles into three channels; this is several times faster for the hundreds of
+    tiles of an activation grid.)
     """
     count, height, width = tiles.shape[:3]
-    columns = columns or max(1, math.ceil(math.sqrt(count)))
     rows = max(1, math.ceil(count / columns))
-    out = np.full((rows * (height + pad) - pad, columns * (width + pad) - pad, *tiles.shape[3:]),
-                  background, dtype=tiles.dtype)
-    for k in range(count):
-        top, left = (k // columns) * (height + pad), (k % columns) * (width + pad)
-        out[top:top + height, left:left + width] = tiles[k]
-    return out
+    extra = tiles.shape[3:]
+    padded = np.full((rows * columns, height + pad, width + pad, *extra), background,
+                     dtype=tiles.dtype)
+    padded[:count, :height, :width] = tiles
+    grid = padded.reshape(rows, columns, height + pad, width + pad, *extra).swapaxes(1, 2)
+    grid = grid.reshape(rows * (height + pad), columns * (width + pad), *extra)
+    return np.ascontiguousarray(grid[:rows * (height + pad) - pad, :columns * (width + pad) - pad])
+
+
+def positive_uint8(values: torch.Tensor, top: float | None = None) -> npt.NDArray[np.uint8]:
+    """The one positive scaling: 0 (and anything below) black, ``top`` white, linear between.
+
+    ``top`` defaults to the largest value. Non-finite values (a diverged model) show as black
+    and do not set the scale. Returns the same shape as ``values``, ``uint8``.
+    """
+    a = values.detach().to("cpu", torch.float64)
+    a = torch.where(torch.isfinite(a), a, torch.zeros_like(a)).clamp(min=0)
+    if top is None:
+        top = float(a.max()) if a.numel() else 0.0
+    if not math.isfinite(top) or top <= 0:
+        return torch.zeros(a.shape, dtype=torch.uint8).numpy()
+    return ((a / top) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def activation_grid(activation: torch.Tensor, columns: int | None = None,
@@ -71,10 +133,7 @@ def activation_grid(activation: torch.Tensor, columns: int | None = None,
     if activation.dim() != 3:
         msg = f"activation must be one sample's maps (C, h, w), got {tuple(activation.shape)}"
         raise InvalidInputError(msg)
-    a = activation.detach().to("cpu", torch.float64).clamp(min=0)
-    top = float(a.max())
-    scaled = a / top if top > 0 else a
-    tiles = (scaled * 255).round().to(torch.uint8).numpy()
+    tiles = positive_uint8(activation)
     return tile_grid(tiles, columns, pad)
 
 
@@ -100,6 +159,7 @@ def projection_picture(projection: torch.Tensor, mode: str = "raw",
         msg = f"projection must be (C, H, W), got shape {tuple(projection.shape)}"
         raise InvalidInputError(msg)
     x = projection.detach().to("cpu", torch.float64)
+    x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))  # a diverged model: no signal
     if mode in ("raw", "gray"):
         signal = x if mode == "raw" else x.mean(0, keepdim=True)
         scale = float(signal.abs().max())
@@ -118,20 +178,16 @@ def projection_picture(projection: torch.Tensor, mode: str = "raw",
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Blur every channel of ``(C, H, W)`` with a Gaussian of ``sigma`` pixels (reflect pad)."""
+    """Blur every channel of ``(C, H, W)`` with a Gaussian of ``sigma`` pixels (reflect pad).
+
+    torchvision's ``gaussian_blur`` with a kernel of ``2 * ceil(3 sigma) + 1`` taps, shortened
+    on images too small to reflect that far.
+    """
     radius = max(1, math.ceil(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = x.shape[0]
-    y = x[None]
-    pad = min(radius, x.shape[1] - 1, x.shape[2] - 1)
-    if pad < radius:  # tiny images: reflect as far as possible, zero beyond
-        y = torch.nn.functional.pad(y, (radius - pad,) * 4)
-    y = torch.nn.functional.pad(y, (pad,) * 4, mode="reflect") if pad > 0 else y
-    y = torch.nn.functional.conv2d(y, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = torch.nn.functional.conv2d(y, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return y[0]
+    radius = min(radius, x.shape[-2] - 1, x.shape[-1] - 1)
+    if radius < 1:
+        return x.clone()
+    return _tv_gaussian_blur(x, [2 * radius + 1] * 2, [sigma, sigma])
 
 
 def resize_nearest(image: npt.NDArray[np.uint8], height: int, width: int) -> npt.NDArray[np.uint8]:
@@ -211,20 +267,14 @@ def activation_grid_rgba(maps: torch.Tensor, layout: GridLayout,
     Zero is black, the layer's largest activation white; each map is resized to the tile size
     with nearest-neighbour sampling.
     """
-    a = maps.detach().to("cpu", torch.float64)
+    a = maps.detach()
     if a.dim() == 1:
         a = a[:, None, None]
-    a = a.clamp(min=0)
-    top = float(a.max())
-    scaled = (a / top if top > 0 else a) * 255
-    small = scaled.round().to(torch.uint8).numpy()
-    tiles = np.stack([resize_nearest(m, layout.tile, layout.tile) for m in small])
-    height, width = layout.size
-    grid = np.full((height, width), background, dtype=np.uint8)
-    for unit in range(layout.count):
-        y, x = layout.origin(unit)
-        grid[y:y + layout.tile, x:x + layout.tile] = tiles[unit]
-    return to_rgba(grid)
+    small = positive_uint8(a)
+    rows = (np.arange(layout.tile) * small.shape[1]) // layout.tile
+    cols = (np.arange(layout.tile) * small.shape[2]) // layout.tile
+    tiles = small[:, rows][:, :, cols]  # every map resized at once (as resize_nearest does)
+    return to_rgba(place_tiles(tiles, layout, background))
 
 
 def unit_map_rgba(unit_map: torch.Tensor, size: int, top: float) -> npt.NDArray[np.uint8]:
@@ -233,12 +283,282 @@ def unit_map_rgba(unit_map: torch.Tensor, size: int, top: float) -> npt.NDArray[
     ``top`` is the layer's largest activation (units compared by brightness) or the unit's own
     (a weak unit's pattern visible); with ``top <= 0`` everything is black.
     """
-    a = unit_map.detach().to("cpu", torch.float64)
+    a = unit_map.detach()
     if a.dim() == 0:
         a = a[None, None]
-    scaled = (a.clamp(min=0) / top if top > 0 else a.clamp(min=0)) * 255
-    small = scaled.round().clamp(0, 255).to(torch.uint8).numpy()
-    return to_rgba(resize_nearest(small, size, size))
+    return to_rgba(resize_nearest(positive_uint8(a, top), size, size))
+
+
+# ---------------------------------------------------------------------- evolution strip
+
+STRIP_CELL = 40
+"""Pixels of one projection (or image patch) crop in the evolution strip."""
+
+STRIP_GAP = 4
+"""Pixels between the strip's rows and columns."""
+
+CHANGED_COLOR = (220, 0, 0)
+"""Bar on the left of a strip cell whose strongest image changed since the previous epoch."""
+
+
+@dataclass(frozen=True)
+class StripLayout:
+    """Where each (epoch, unit) cell of an evolution strip sits: rows are units, columns epochs,
+    a cell is the projection crop (and, with ``patches``, the image patch beside it)."""
+
+    epochs: int
+    units: int
+    cell: int = STRIP_CELL
+    gap: int = STRIP_GAP
+    patches: bool = True
+
+    @property
+    def column_width(self) -> int:
+        """Width of one epoch's column in pixels."""
+        return self.cell * (2 if self.patches else 1)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)`` of the strip picture."""
+        return (max(0, self.units * (self.cell + self.gap) - self.gap),
+                max(0, self.epochs * (self.column_width + self.gap) - self.gap))
+
+    def origin(self, epoch_column: int, unit_row: int) -> tuple[int, int]:
+        """Top-left pixel ``(y, x)`` of a cell."""
+        return unit_row * (self.cell + self.gap), epoch_column * (self.column_width + self.gap)
+
+    def column_box(self, epoch_column: int) -> tuple[int, int, int, int]:
+        """``(x, y, width, height)`` around one epoch's column (for a highlight)."""
+        _, x = self.origin(epoch_column, 0)
+        return x, 0, self.column_width, self.size[0]
+
+
+def _hatched(height: int, width: int) -> npt.NDArray[np.uint8]:
+    """Red and white diagonal stripes: the mark of a cell without a finite result."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    stripes = ((xs + ys) // 4) % 2 == 0
+    cell = np.full((height, width, 3), 255, dtype=np.uint8)
+    cell[stripes] = CHANGED_COLOR
+    return cell
+
+
+def strip_picture(strip: Any, *, cell: int = STRIP_CELL, gap: int = STRIP_GAP,
+                  patches: bool = True) -> npt.NDArray[np.uint8]:
+    """An :class:`~ipydeepvis.core.evolution.EvolutionStrip` as one RGBA picture.
+
+    Rows are units, columns epochs (see :class:`StripLayout`); each cell is the deconvnet
+    projection crop (raw display mode) and, with ``patches``, the image patch beside it, both
+    resized to ``cell`` px. A red bar marks a cell whose strongest image changed since the
+    previous epoch; red and white stripes mark a cell with non-finite weights, activations or
+    projection (nothing meaningful to draw).
+    """
+    layout = StripLayout(len(strip.epochs), len(strip.units), cell, gap, patches)
+    height, width = layout.size
+    sheet = np.full((height, width, 3), 255, dtype=np.uint8)
+    nonfinite = getattr(strip, "nonfinite", None)
+    for e in range(len(strip.epochs)):
+        for u in range(len(strip.units)):
+            top, left = layout.origin(e, u)
+            if nonfinite is not None and bool(nonfinite[e, u]):
+                sheet[top:top + cell, left:left + layout.column_width] = _hatched(
+                    cell, layout.column_width)
+                continue
+            projection = projection_picture(strip.projections[e][u])
+            sheet[top:top + cell, left:left + cell] = resize_nearest(projection, cell, cell)
+            if patches:
+                patch = image_to_uint8(strip.patches[e][u])
+                sheet[top:top + cell, left + cell:left + 2 * cell] = resize_nearest(
+                    patch, cell, cell)
+            if bool(strip.changed[e, u]):
+                sheet[top:top + cell, left:left + 2] = CHANGED_COLOR
+    return to_rgba(sheet)
+
+
+def _font(size: int) -> Any:
+    """PIL's built-in font at ``size`` px (Pillow >= 10.1; older ones have one fixed size)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def label_picture(picture: npt.NDArray[np.uint8], *,
+                  columns: Sequence[tuple[int, str]] = (),
+                  rows: Sequence[tuple[int, str]] = (),
+                  title: str = "", font_size: int = 13) -> npt.NDArray[np.uint8]:
+    """``picture`` with a margin of text: a title, labels above columns and left of rows.
+
+    Parameters
+    ----------
+    picture : ndarray
+        ``(H, W, 3 or 4)`` uint8.
+    columns, rows : sequence of (int, str)
+        ``(x, text)`` written above the picture at ``x``; ``(y, text)`` left of it, centred
+        on ``y``.
+    title : str
+        A line above everything.
+    font_size : int
+        Text height in pixels.
+
+    Returns
+    -------
+    ndarray
+        RGBA uint8, white margins, black text.
+    """
+    from PIL import Image, ImageDraw
+
+    font = _font(font_size)
+    line = font_size + 6
+    left = 0
+    if rows:
+        left = int(max(font.getlength(text) for _, text in rows)) + 8
+    top = (line if columns else 0) + (line if title else 0)
+    height, width = picture.shape[:2]
+    if title:
+        width_needed = int(font.getlength(title)) + 6
+    else:
+        width_needed = 0
+    canvas = Image.new("RGBA", (max(width + left, width_needed), height + top), "white")
+    canvas.paste(Image.fromarray(to_rgba(picture[:, :, :3]), "RGBA"), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((3, 2), title, fill="black", font=font)
+    for x, text in columns:
+        draw.text((left + x + 2, top - line + 2), text, fill="black", font=font)
+    for y, text in rows:
+        draw.text((3, top + y - font_size // 2 - 1), text, fill="black", font=font)
+    return np.asarray(canvas, dtype=np.uint8).copy()
+
+
+def strip_figure(strip: Any, *, cell: int = STRIP_CELL, gap: int = STRIP_GAP,
+                 patches: bool = True, title: str = "",
+                 font_size: int = 13) -> npt.NDArray[np.uint8]:
+    """:func:`strip_picture` with epoch labels above its columns and unit labels left of its
+    rows (what notebooks and PNG files show)."""
+    layout = StripLayout(len(strip.epochs), len(strip.units), cell, gap, patches)
+    picture = strip_picture(strip, cell=cell, gap=gap, patches=patches)
+    columns = [(layout.origin(e, 0)[1], f"ep {epoch}") for e, epoch in enumerate(strip.epochs)]
+    rows = [(layout.origin(0, u)[0] + cell // 2, f"unit {unit}")
+            for u, unit in enumerate(strip.units)]
+    return label_picture(picture, columns=columns, rows=rows, title=title, font_size=font_size)
+
+
+# ---------------------------------------------------------------------- PNG files
+
+
+def check_png_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a :class:`Path` if a PNG can be written there, else a clear error.
+
+    Raises
+    ------
+    InvalidOptionError
+        When the name does not end in ``.png``, names a folder, or its folder does not exist.
+    """
+    try:
+        target = Path(path)
+    except TypeError as exc:
+        msg = f"path must be a file name ending in '.png', got {path!r}"
+        raise InvalidOptionError(msg) from exc
+    if target.is_dir():
+        msg = f"{str(target)!r} is a folder; give a file name ending in '.png' inside it"
+        raise InvalidOptionError(msg)
+    if target.suffix.lower() != ".png":
+        msg = (f"{str(target)!r} does not end in '.png'; pictures are saved as PNG "
+               "(lossless), so give a name like 'view.png'")
+        raise InvalidOptionError(msg)
+    if not target.parent.is_dir():
+        msg = f"cannot write {str(target)!r}: the folder {str(target.parent)!r} does not exist"
+        raise InvalidOptionError(msg)
+    return target
+
+
+def sheet_picture(frames: Sequence[npt.NDArray[np.uint8]], *,
+                  labels: Sequence[str] | None = None, pad: int = 8,
+                  font_size: int = 14) -> npt.NDArray[np.uint8]:
+    """Frames side by side on white, ``pad`` px apart, each with its label above (RGBA)."""
+    if not frames:
+        msg = "nothing to save: no picture has been drawn yet"
+        raise InvalidInputError(msg)
+    if labels is not None and len(labels) != len(frames):
+        msg = f"labels must give one text per frame ({len(frames)}), got {len(labels)}"
+        raise InvalidOptionError(msg)
+    pictures = [to_rgba(np.asarray(f, dtype=np.uint8)[:, :, :3]) if f.ndim == 3
+                else to_rgba(np.asarray(f, dtype=np.uint8)) for f in frames]
+    if labels is not None:
+        pictures = [label_picture(p, title=text, font_size=font_size) if text else p
+                    for p, text in zip(pictures, labels, strict=True)]
+    height = max(p.shape[0] for p in pictures)
+    width = sum(p.shape[1] for p in pictures) + pad * (len(pictures) - 1)
+    sheet = np.full((height, width, 4), 255, dtype=np.uint8)
+    x = 0
+    for picture in pictures:
+        sheet[:picture.shape[0], x:x + picture.shape[1]] = picture
+        x += picture.shape[1] + pad
+    return sheet
+
+
+def save_png_sheet(frames: Sequence[npt.NDArray[np.uint8]], path: str | os.PathLike[str], *,
+                   labels: Sequence[str] | None = None, pad: int = 8,
+                   font_size: int = 14) -> Path:
+    """Write frames side by side, each with its label above, as one PNG file.
+
+    The one PNG writer of the package (the dashboard's and the scrubber's ``save_png``).
+
+    Parameters
+    ----------
+    frames : sequence of ndarray
+        ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` uint8 pictures.
+    path : str or PathLike
+        Where to write; must end in ``.png`` and its folder must exist.
+    labels : sequence of str, optional
+        One caption per frame (layer, unit, epoch, method, ...); empty strings for none.
+    pad : int
+        White pixels between frames.
+    font_size : int
+        Caption text height in pixels.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    InvalidOptionError
+        For a path that is not a ``.png`` name, is a folder, or cannot be written.
+    InvalidInputError
+        When there are no frames.
+    """
+    from PIL import Image
+
+    target = check_png_path(path)
+    sheet = sheet_picture(frames, labels=labels, pad=pad, font_size=font_size)
+    try:
+        Image.fromarray(sheet, "RGBA").save(target, format="PNG")
+    except OSError as exc:
+        msg = f"cannot write {str(target)!r}: {exc.strerror or exc}"
+        raise InvalidOptionError(msg) from exc
+    return target
+
+
+HIGHLIGHT = (255, 204, 0)
+"""Colour of the selection outline (#ffcc00), on canvases and in saved PNGs."""
+
+
+def outline(picture: npt.NDArray[np.uint8], box: tuple[int, int, int, int],
+            color: tuple[int, int, int] = HIGHLIGHT, width: int = 2) -> npt.NDArray[np.uint8]:
+    """A copy of ``picture`` with a ``width`` px ring just inside ``(x, y, w, h)`` (as the
+    canvases' highlight draws it)."""
+    out = picture.copy()
+    x, y, w, h = box
+    value = np.array([*color, 255][:out.shape[2]] if out.ndim == 3 else color[0], np.uint8)
+    out[y:y + h, x:x + width] = value
+    out[y:y + h, x + w - width:x + w] = value
+    out[y:y + width, x:x + w] = value
+    out[y + h - width:y + h, x:x + w] = value
+    return out
 
 
 def cell_box(position: tuple[int, int], map_size: tuple[int, int], size: int,
@@ -259,30 +579,14 @@ def cell_box(position: tuple[int, int], map_size: tuple[int, int], size: int,
     return x, y, box_w, box_h
 
 
-def draw_ring(frame: npt.NDArray[np.uint8], box: tuple[int, int, int, int] | None,
-              color: tuple[int, int, int, int] = (255, 204, 0, 255)) -> npt.NDArray[np.uint8]:
-    """A copy of RGBA ``frame`` with a 2 px ring just inside ``box`` ``(x, y, w, h)``: the
-    same pixels a canvas overlay's ``stroke_rect(x+1, y+1, w-2, h-2)`` with line width 2 covers
-    (what :class:`~ipydeepvis.widgets.tiles.TileCanvas` shows on top of a frame)."""
-    out = frame.copy()
-    if box is None:
-        return out
-    x, y, w, h = box
-    height, width = out.shape[:2]
-    mask = np.zeros((height, width), bool)
-    mask[max(0, y):min(height, y + h), max(0, x):min(width, x + w)] = True
-    mask[max(0, y + 2):max(0, y + h - 2), max(0, x + 2):max(0, x + w - 2)] = False
-    out[mask] = color
-    return out
-
-
 def caption(text: str, width: int, size: int = FONT_SIZE,
             color: tuple[int, int, int] = (0, 0, 0),
             background: tuple[int, int, int] = (255, 255, 255)) -> npt.NDArray[np.uint8]:
     """One line of ``text`` in a ``size`` px font on an opaque RGBA strip ``width`` px wide
     (cut at the right edge if longer); its height is ``size + size // 2`` px."""
+    from PIL import Image, ImageDraw
+
     height = size + size // 2
     picture = Image.new("RGB", (max(1, width), height), background)
-    font = ImageFont.load_default(size=size)
-    ImageDraw.Draw(picture).text((2, size // 4), text, fill=color, font=font)
+    ImageDraw.Draw(picture).text((2, size // 4), text, fill=color, font=_font(size))
     return to_rgba(np.asarray(picture, dtype=np.uint8))

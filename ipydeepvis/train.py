@@ -11,6 +11,12 @@ weights, shuffling) and from the data set's own ``(seed, split, index)`` hash, n
 global random state; with the same seed, thread count and machine, the files written are
 bit-identical. The manifest is rewritten after every epoch, so an interrupted run still
 leaves a readable series of the epochs saved so far.
+
+Nothing that ipydeepvis did not write is ever overwritten or deleted: a folder with a
+foreign ``manifest.json``, or with files named like the ones this run would write but no
+manifest of ours, is refused (also with ``overwrite=True`` / ``--force``), and replacing one
+of our series removes only the checkpoint files its manifest lists and that we wrote (the
+safetensors header records the epoch as we write it).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,10 +35,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ipydeepvis.core.checkpoints import MANIFEST_FORMAT, MANIFEST_NAME, CheckpointSeries
+from ipydeepvis.checkpoints import CheckpointSeries
+from ipydeepvis.core.checkpoints import MANIFEST_FORMAT, MANIFEST_NAME, MAX_EPOCH
 from ipydeepvis.data.shapes import Shapes, ShapesConfig
 from ipydeepvis.errors import CheckpointError, InvalidOptionError
 from ipydeepvis.models import build_model, model_config
@@ -105,6 +114,9 @@ class TrainConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 msg = f"{name}={value!r} is not valid: use a positive int."
                 raise InvalidOptionError(msg)
+        if self.epochs > MAX_EPOCH:
+            msg = f"epochs={self.epochs!r} is not valid: a series holds epochs 0 .. {MAX_EPOCH}."
+            raise InvalidOptionError(msg)
         for name in ("seed", "data_seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
@@ -163,7 +175,8 @@ def train(
     progress : bool
         Show a tqdm progress bar.
     overwrite : bool
-        Replace a series already in ``out``; otherwise that is an error.
+        Replace a series that ``ipydeepvis train`` wrote in ``out`` (only the files its
+        manifest lists and that it wrote are removed); otherwise that is an error.
 
     Returns
     -------
@@ -173,7 +186,10 @@ def train(
     Raises
     ------
     CheckpointError
-        When ``out`` already holds a series and ``overwrite`` is false.
+        When ``out`` already holds a series and ``overwrite`` is false; when it holds a
+        ``manifest.json`` that ipydeepvis did not write, or files this run would overwrite
+        that are not ours (refused even with ``overwrite``, and nothing is touched); when
+        ``out`` cannot be created or written.
     InvalidOptionError
         For invalid options.
     """
@@ -183,9 +199,13 @@ def train(
         msg = f"threads={threads!r} is not valid: use a positive int (or None)."
         raise InvalidOptionError(msg)
     out_dir = Path(out)
-    _prepare_out(out_dir, overwrite=overwrite)
-    with _torch_threads(threads):
-        _run(config, out_dir, progress=progress)
+    _prepare_out(out_dir, config.save_epochs, overwrite=overwrite)
+    try:
+        with _torch_threads(threads):
+            _run(config, out_dir, progress=progress)
+    except OSError as exc:  # a full disk, a folder removed or made read-only meanwhile
+        msg = f"cannot write the series to {str(out_dir)!r}: {exc}"
+        raise CheckpointError(msg) from exc
     return CheckpointSeries(out_dir)
 
 
@@ -225,9 +245,10 @@ def _run(cfg: TrainConfig, out_dir: Path, *, progress: bool) -> None:
         "complete": False,
     }
 
+    _write_manifest(out_dir, manifest)  # first, so that no file of ours is ever unlisted
     if 0 in cfg.save_epochs:
         _save_checkpoint(model, out_dir, 0, manifest)
-    _write_manifest(out_dir, manifest)
+        _write_manifest(out_dir, manifest)
 
     bar = tqdm(total=total_steps, disable=not progress, unit="batch", desc="train")
     try:
@@ -315,7 +336,7 @@ def _save_checkpoint(
     model: torch.nn.Module, out_dir: Path, epoch: int, manifest: dict[str, Any]
 ) -> None:
     """Write ``epoch_NNN.safetensors`` (atomically) and record it in ``manifest``."""
-    name = f"epoch_{epoch:03d}.safetensors"
+    name = _checkpoint_name(epoch)
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     # One metadata entry only: safetensors writes metadata in hash-map order, so several
     # entries would make the bytes differ from run to run. The manifest has the rest.
@@ -335,33 +356,153 @@ def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
     os.replace(tmp, out_dir / MANIFEST_NAME)
 
 
-def _prepare_out(out_dir: Path, *, overwrite: bool) -> None:
-    """Create ``out_dir``; refuse (or, with ``overwrite``, clear) an existing series in it.
+def _checkpoint_name(epoch: int) -> str:
+    """The file name ``train`` gives the checkpoint of ``epoch``."""
+    return f"epoch_{epoch:03d}.safetensors"
 
-    Only files the old manifest lists are removed, never anything else in the folder.
+
+def _prepare_out(out_dir: Path, epochs: Sequence[int], *, overwrite: bool) -> None:
+    """Create ``out_dir``; refuse anything not ours in it; with ``overwrite``, clear our series.
+
+    Every check runs before anything is removed, so a refusal leaves the folder as it was.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Where the series goes.
+    epochs : sequence of int
+        The epochs this run will save (``epoch_NNN.safetensors``).
+    overwrite : bool
+        Remove a series that ``ipydeepvis train`` wrote there (its listed files we wrote,
+        and its manifest) instead of refusing.
+
+    Raises
+    ------
+    CheckpointError
+        When ``out_dir`` is not a directory or cannot be created, holds a series and
+        ``overwrite`` is false, holds a manifest that is not ours, or holds files this run
+        would overwrite that are not part of our series.
     """
-    manifest_path = out_dir / MANIFEST_NAME
     if out_dir.exists() and not out_dir.is_dir():
         msg = f"out={str(out_dir)!r} exists and is not a directory; choose a directory path."
         raise CheckpointError(msg)
-    if manifest_path.exists():
-        if not overwrite:
+    manifest_path = out_dir / MANIFEST_NAME
+    ours: list[Path] = []
+    has_manifest = manifest_path.exists() or manifest_path.is_symlink()
+    if has_manifest:
+        ours, why = _our_series_files(out_dir)
+        if why:
+            even = ", even with --force (overwrite=True)" if overwrite else ""
             msg = (
-                f"{str(out_dir)!r} already holds a checkpoint series ({MANIFEST_NAME}); "
-                "choose another --out directory or pass overwrite=True (--force)."
+                f"{str(out_dir)!r}: {why}; it is not a series written by ipydeepvis, so nothing "
+                f"was changed{even}: choose another --out directory (or move those files away "
+                "yourself)."
             )
             raise CheckpointError(msg)
-        try:
-            old = json.loads(manifest_path.read_text(encoding="utf-8"))
-            names = list(old.get("checkpoints", {}).values())
-        except (OSError, ValueError, AttributeError):
-            names = []
-        for name in names:
-            target = out_dir / Path(str(name)).name
-            if target.is_file():
-                target.unlink()
-        manifest_path.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
+        if not overwrite:
+            msg = (
+                f"{str(out_dir)!r} already holds a checkpoint series written by ipydeepvis "
+                f"train ({MANIFEST_NAME}); choose another --out directory or pass "
+                "overwrite=True (--force) to replace it."
+            )
+            raise CheckpointError(msg)
+    clash = []
+    for epoch in epochs:
+        path = out_dir / _checkpoint_name(epoch)
+        if not _exists(path) or path in ours:
+            continue
+        if has_manifest and _is_our_checkpoint(path, str(epoch)):
+            ours.append(path)  # ours, written just before a run of ours stopped
+        else:
+            clash.append(path.name)
+    if clash:
+        kind = "a" if has_manifest else "no"
+        msg = (
+            f"{str(out_dir)!r}: {', '.join(clash)} would be overwritten, and the folder has "
+            f"{kind} {MANIFEST_NAME} of a series written by ipydeepvis that lists "
+            f"{'them' if len(clash) > 1 else 'it'}; nothing was changed (even with --force): "
+            "choose another --out directory."
+        )
+        raise CheckpointError(msg)
+    try:
+        for path in ours:
+            path.unlink(missing_ok=True)
+        if has_manifest:
+            manifest_path.unlink()
+    except OSError as exc:
+        msg = f"cannot remove the old series in {str(out_dir)!r}: {exc}"
+        raise CheckpointError(msg) from exc
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot create the directory out={str(out_dir)!r}: {exc}"
+        raise CheckpointError(msg) from exc
+
+
+def _exists(path: Path) -> bool:
+    """Whether anything (a file, a folder, a dangling link) is at ``path``."""
+    try:
+        return path.exists() or path.is_symlink()
+    except OSError:
+        return True
+
+
+def _our_series_files(out_dir: Path) -> tuple[list[Path], str]:
+    """The checkpoint files of the series ``ipydeepvis train`` wrote in ``out_dir``.
+
+    Returns
+    -------
+    files : list of Path
+        The existing files the manifest lists, each checked to be what we wrote: named
+        ``epoch_NNN.safetensors`` after its epoch key, a regular file (not a link), and a
+        safetensors file whose metadata is exactly ``{"epoch": "<key>"}``.
+    why : str
+        Empty when the whole series is ours; otherwise why it is not (then ``files`` is
+        empty and nothing may be removed).
+    """
+    manifest_path = out_dir / MANIFEST_NAME
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return [], f"its {MANIFEST_NAME} cannot be read as JSON ({exc})"
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        return [], f"its {MANIFEST_NAME} has format {found!r}, not {MANIFEST_FORMAT!r}"
+    checkpoints = manifest.get("checkpoints")
+    if not isinstance(checkpoints, dict):
+        return [], f"its {MANIFEST_NAME} has no 'checkpoints' object"
+    files = []
+    for key, name in checkpoints.items():
+        if not (re.fullmatch(r"[0-9]{1,9}", key) and name == _checkpoint_name(int(key))):
+            return [], (
+                f"its {MANIFEST_NAME} lists {name!r} for epoch {key!r}, a file that "
+                "ipydeepvis train never writes"
+            )
+        path = out_dir / name
+        if not _exists(path):
+            continue  # already gone
+        if not _is_our_checkpoint(path, key):
+            return [], (
+                f"{name!r} (listed for epoch {key}) is not the file ipydeepvis train wrote (a "
+                f"regular safetensors file whose header records epoch {key})"
+            )
+        files.append(path)
+    return files, ""
+
+
+def _is_our_checkpoint(path: Path, epoch: str) -> bool:
+    """Whether ``path`` is a checkpoint ``train`` wrote for ``epoch``.
+
+    A regular file (not a link) in safetensors format whose metadata is exactly what
+    :func:`_save_checkpoint` writes: ``{"epoch": epoch}``.
+    """
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {}) == {"epoch": epoch}
+    except Exception:  # any failure: not a safetensors file we wrote
+        return False
 
 
 @contextmanager

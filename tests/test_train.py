@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from ipydeepvis.cli import main
 from ipydeepvis.core.checkpoints import MANIFEST_NAME, CheckpointSeries
@@ -91,6 +92,9 @@ def test_save_epochs() -> None:
         TrainConfig(epochs=5, save_epochs=(1, 7))
     with pytest.raises(InvalidOptionError, match="epochs=0 is not valid"):
         TrainConfig(epochs=0)
+    with pytest.raises(InvalidOptionError, match=r"epochs=1000001 is not valid: a series holds "
+                       r"epochs 0 \.\. 1000000"):  # fmt: skip
+        TrainConfig(epochs=10**6 + 1)
 
 
 def test_epoch_zero_saves_the_initial_weights(tmp_path: Path) -> None:
@@ -133,3 +137,151 @@ def test_cli_usage_errors(
         main(argv)
     assert exc.value.code == 2
     assert message.replace("\\", "") in capsys.readouterr().err
+
+
+# -- replacing a series: only ours, only what we wrote (issue 9, bug 1) ---------------------
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes (what "touch nothing" compares)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}  # fmt: skip
+
+
+def _foreign_folder(out: Path, manifest: object) -> None:
+    """A folder of somebody else's files, with ``manifest`` as its manifest.json."""
+    out.mkdir(parents=True)
+    (out / "data.csv").write_text("precious,1\n")
+    (out / "epoch_001.safetensors").write_bytes(b"not ours either")
+    (out / "model.pt").write_bytes(b"\x80\x04K\x01.")
+    text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+    (out / MANIFEST_NAME).write_text(text)
+
+
+FOREIGN_MANIFESTS = {
+    "other format": {
+        "format": "acme.dataset/2", "checkpoints": {"1": "data.csv"},
+        "files": ["data.csv", "model.pt"],
+    },
+    "no format": {"checkpoints": {"a": "data.csv", "b": "model.pt"}},
+    "a list": ["data.csv", "model.pt"],
+    "not json": "{data.csv, model.pt",
+    "our format, a file we never write": {
+        "format": "ipydeepvis.series/1", "model": {"name": "zf"},
+        "checkpoints": {"1": "data.csv", "2": "model.pt"},
+    },
+    "our format, our file name, foreign bytes": {
+        "format": "ipydeepvis.series/1", "model": {"name": "zf"},
+        "checkpoints": {"1": "epoch_001.safetensors"},
+    },
+}
+
+
+@pytest.mark.parametrize("kind", list(FOREIGN_MANIFESTS))
+def test_force_never_deletes_files_of_a_foreign_manifest(tmp_path: Path, kind: str) -> None:
+    out = tmp_path / "theirs"
+    _foreign_folder(out, FOREIGN_MANIFESTS[kind])
+    before = _snapshot(out)
+    with pytest.raises(CheckpointError, match=r"not .*written by ipydeepvis.*even with --force"):
+        train(out, config=TrainConfig(epochs=1, **TINY), threads=1, progress=False,
+              overwrite=True)  # fmt: skip
+    assert _snapshot(out) == before  # nothing deleted, nothing written
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_cli_refuses_a_foreign_manifest_without_calling_it_a_series(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], force: bool
+) -> None:
+    out = tmp_path / "theirs"
+    _foreign_folder(out, FOREIGN_MANIFESTS["other format"])
+    before = _snapshot(out)
+    argv = ["train", "--out", str(out), "--epochs", "1", "--train-size", "32", "--val-size",
+            "16", "--threads", "1", "--quiet"] + (["--force"] if force else [])  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "checkpoint series" not in err
+    assert "manifest.json" in err and "acme.dataset/2" in err and "Traceback" not in err
+    assert _snapshot(out) == before
+
+
+def test_files_train_would_overwrite_without_a_manifest_are_refused(tmp_path: Path) -> None:
+    """No manifest, but a file named like ours: not ours (ours always has a manifest)."""
+    out = tmp_path / "mixed"
+    out.mkdir()
+    (out / "epoch_001.safetensors").write_bytes(b"someone's weights")
+    before = _snapshot(out)
+    for overwrite in (False, True):
+        with pytest.raises(CheckpointError, match=r"epoch_001\.safetensors.*would be "
+                           r"overwritten.*no manifest\.json"):  # fmt: skip
+            train(out, config=TrainConfig(epochs=1, **TINY), threads=1, progress=False,
+                  overwrite=overwrite)  # fmt: skip
+        assert _snapshot(out) == before
+
+
+def test_force_replaces_only_the_files_our_manifest_lists(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _tiny(out, epochs=1)
+    (out / "epoch_001.safetensors.bak").write_bytes(b"mine")
+    (out / "epoch_007.safetensors").write_bytes(b"mine too")  # named like ours, not listed
+    series = train(out, config=TrainConfig(epochs=1, save_epochs=(0,), **TINY), threads=1,
+                   progress=False, overwrite=True)  # fmt: skip
+    assert series.epochs == [0]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["epoch_000.safetensors", "epoch_001.safetensors.bak",
+                     "epoch_007.safetensors", MANIFEST_NAME]  # fmt: skip
+    assert (out / "epoch_007.safetensors").read_bytes() == b"mine too"
+
+
+def test_force_refuses_our_manifest_when_a_listed_file_was_replaced(tmp_path: Path) -> None:
+    """Our manifest, but the file it lists is no longer the one we wrote: keep it."""
+    out = tmp_path / "run"
+    _tiny(out, epochs=1)
+    (out / "epoch_001.safetensors").write_bytes(b"edited by hand")
+    before = _snapshot(out)
+    with pytest.raises(CheckpointError, match=r"epoch_001\.safetensors.*not .*written by "
+                       r"ipydeepvis"):  # fmt: skip
+        _tiny_force(out)
+    assert _snapshot(out) == before
+
+
+def test_force_takes_back_a_checkpoint_a_stopped_run_of_ours_left_unlisted(
+    tmp_path: Path,
+) -> None:
+    """A run stopped between writing a checkpoint and listing it: the file is still ours."""
+    out = tmp_path / "run"
+    _tiny(out, epochs=1)
+    weights = {"w": torch.ones(2)}
+    save_file(weights, str(out / "epoch_002.safetensors"), metadata={"epoch": "2"})
+    series = train(out, config=TrainConfig(epochs=2, save_epochs=(2,), **TINY), threads=1,
+                   progress=False, overwrite=True)  # fmt: skip
+    assert series.epochs == [2] and "features.conv1.weight" in series.load(2)
+    # Stamped for another epoch: not what we wrote there, so refused.
+    save_file(weights, str(out / "epoch_001.safetensors"), metadata={"epoch": "7"})
+    before = _snapshot(out)
+    with pytest.raises(CheckpointError, match=r"epoch_001\.safetensors would be overwritten"):
+        _tiny_force(out)
+    assert _snapshot(out) == before
+
+
+def _tiny_force(out: Path) -> CheckpointSeries:
+    return train(out, config=TrainConfig(epochs=1, **TINY), threads=1, progress=False,
+                 overwrite=True)  # fmt: skip
+
+
+# -- an unwritable --out (issue 9, bug 10) --------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("out", ["/proc/x", "/proc/x/run", "/proc/self/status/run", "/proc/self"])
+def test_cli_unwritable_out_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], out: str
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--out", out, "--epochs", "1", "--train-size", "32", "--quiet"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ipydeepvis train: error: ") and err.count("\n") == 1, err
+    assert out in err and "Traceback" not in err
+

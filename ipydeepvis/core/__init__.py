@@ -5,9 +5,19 @@ A core function can be called from a script, a test, a batch job or a widget ali
 
 from __future__ import annotations
 
+from .correspondence import Correspondence
+from .invariance import Invariance
 from .layers import LayerInfo
+from .maximize import MaximizeParams, MaximizeResult, MaximizeState, maximize_params
+from .occlusion import OcclusionMap
 from .probe import Probe
 from .rectifiers import METHODS, RectifierCall, RectifierCoverage
+from .series_analysis import SeriesAnalysis
 from .topk import TopK, top_k
 
 __all__ = ["METHODS", "LayerInfo", "Probe", "RectifierCall", "RectifierCoverage", "TopK", "top_k"]
+# The functions occlusion / invariance / correspondence / maximize are exported by the package
+# root (dv.occlusion, ...): binding them here would hide the submodules of the same name.
+__all__ += ["Correspondence", "Invariance", "OcclusionMap"]
+__all__ += ["MaximizeParams", "MaximizeResult", "MaximizeState", "maximize_params"]
+__all__ += ["SeriesAnalysis"]

@@ -6,7 +6,8 @@ module carrying them, and ``.metrics`` the per-epoch losses and accuracies when 
 recorded them. It reads:
 
 - a series written by ``ipydeepvis train`` (``manifest.json`` + one ``.safetensors`` file
-  per saved epoch; the manifest names the architecture, so ``.model()`` needs no help);
+  per saved epoch; the manifest names the architecture and its config, and the *builders*
+  passed in turn that name back into a module);
 - a folder of plain ``state_dict`` files (``.pt`` / ``.pth``) with the epoch in their names
   (``epoch=3``, ``epoch_03``, ``ep3``, ...) or, failing that, an ``'epoch'`` entry inside;
 - PyTorch Lightning ``.ckpt`` files (weights under ``'state_dict'``, usually with a
@@ -16,25 +17,35 @@ recorded them. It reads:
 Loading never executes code from a file: pickles go through
 ``torch.load(..., map_location="cpu", weights_only=True)`` and everything else through
 safetensors. Weights always go into a new module, never into a module the user passed.
-This module imports torch, safetensors and the standard library only (``core`` is
-widget-free).
+
+One bad file does not spoil the series. What stops a file from taking its place (an epoch
+that cannot be told, is not an integer in ``0 .. MAX_EPOCH``, a manifest entry that is not a
+file name of the folder, a link out of a manifest's folder) leaves that file out, with a
+warning, and is recorded in ``series.skipped``; what is wrong inside a file (truncated,
+corrupt, a pickle that would run code, another architecture) is a :class:`CheckpointError`
+when that epoch is loaded, naming the file; the other epochs load as before. Bad metrics
+rows are dropped the same way, and a bad model entry fails ``.model()`` only.
+
+This module imports torch, safetensors and the standard library only: ``core`` is
+widget-free and knows nothing of the embedded default (``ipydeepvis.CheckpointSeries`` is
+this class with the embedded default's architectures passed in as ``builders``).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
-import io
 import json
+import math
+import numbers
 import os
 import pickle
-import pickletools
 import re
+import sys
 import warnings
-import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -48,6 +59,8 @@ __all__ = [
     "CHECKPOINT_SUFFIXES",
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",
+    "MAX_EPOCH",
+    "Builders",
     "CheckpointFile",
     "CheckpointSeries",
 ]
@@ -61,6 +74,13 @@ MANIFEST_FORMAT = "ipydeepvis.series/1"
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pt", ".pth", ".ckpt")
 """File kinds a series folder may hold."""
 
+MAX_EPOCH = 10**6
+"""Largest epoch number a series accepts (larger ones are dates, steps or garbage)."""
+
+Builders = Mapping[str, Callable[..., nn.Module]]
+"""Architecture name (a manifest's ``model.name``) -> function taking the manifest's
+``model.config`` as keyword arguments and returning a new module."""
+
 # Containers under which training scripts commonly keep the weights, most specific first.
 _WEIGHT_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module")
 # Prefixes wrappers add to every key (DataParallel/DDP, torch.compile, Lightning, ...).
@@ -68,6 +88,14 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "net.")
 # epoch=3, epoch_03, epoch-3, epoch3, ep3, ep_3, EPOCH=12 (but not the "ep" inside "step").
 _EPOCH_IN_NAME = re.compile(r"(?:^|[^a-z])(?:epoch|ep)[=_\-]?(\d+)", re.IGNORECASE)
 _MAX_LISTED = 8
+# Modules whose globals are torch's own plumbing: listed after any other (dangerous) one.
+_TORCH_OWN = ("torch", "collections", "builtins", "_codecs", "numpy")
+# Lines of torch's weights_only error that are advice rather than the reason.
+_TORCH_ADVICE = ("Weights only load failed", "weights_only", "Re-running", "arbitrary code",
+                 "Check the documentation", "Please file an issue", "https://")  # fmt: skip
+
+# Modules whose frames a warning skips to reach the caller (see _outside_caller).
+_OWN_MODULES = frozenset({__name__, "ipydeepvis.checkpoints"})
 
 ModelSpec = nn.Module | Callable[[], nn.Module] | None
 
@@ -101,8 +129,12 @@ class CheckpointSeries:
         a single checkpoint file.
     model : nn.Module or callable, optional
         What ``.model(epoch)`` builds on: a module (deep-copied for every call, never
-        modified) or a function returning a new module. Needed unless the series has a
-        manifest naming a registered architecture.
+        modified) or a function returning a new module. Wins over the manifest's model.
+    builders : mapping of str to callable, optional
+        How a manifest's architecture is rebuilt: ``{name: builder}``, each builder taking
+        the manifest's ``model.config`` as keyword arguments and returning a new module.
+        Needed by ``.model()`` for a manifest series unless ``model`` is given.
+        ``ipydeepvis.CheckpointSeries`` passes the embedded default's registry.
 
     Attributes
     ----------
@@ -111,23 +143,33 @@ class CheckpointSeries:
     manifest : dict or None
         The parsed ``manifest.json`` of a series written by ``ipydeepvis train``.
     skipped : dict of Path to str
-        Files left out (with a warning) because their epoch could not be told, and why.
+        What was left out, with a warning, and why: files whose epoch could not be told or is
+        out of range, manifest entries that are not a file of its folder, links leaving a
+        manifest's folder; problems of the manifest itself (bad metrics rows, a bad model
+        entry) are recorded under the manifest's path.
 
     Raises
     ------
     CheckpointError
-        When ``path`` does not exist, holds no checkpoints, its manifest is unreadable,
-        or two files claim the same epoch.
+        When ``path`` does not exist, holds no usable checkpoints, its manifest is
+        unreadable or not ipydeepvis', two files claim the same epoch, or ``model`` /
+        ``builders`` are of the wrong kind.
 
     Examples
     --------
-    >>> series = CheckpointSeries("runs/shapes")            # doctest: +SKIP
+    >>> series = CheckpointSeries("runs/shapes", builders={"zf": build_zf})  # doctest: +SKIP
     >>> series.epochs                                       # doctest: +SKIP
     [1, 2, 3, 5, 10, 15, 20]
     >>> model = series.model(series.epochs[-1])             # a new module, in eval mode
     """
 
-    def __init__(self, path: str | os.PathLike[str], model: ModelSpec = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        model: ModelSpec = None,
+        *,
+        builders: Builders | None = None,
+    ) -> None:
         root = Path(path)
         if not root.exists():
             msg = f"checkpoint path {str(root)!r} does not exist."
@@ -138,23 +180,54 @@ class CheckpointSeries:
                 "changed) or a function that returns a new one."
             )
             raise CheckpointError(msg)
+        if builders is not None and not (
+            isinstance(builders, Mapping)
+            and all(isinstance(k, str) and callable(v) for k, v in builders.items())
+        ):
+            msg = (
+                f"builders={builders!r} is not valid: pass a mapping of architecture name "
+                "(the manifest's model.name) to a function that returns a new module."
+            )
+            raise CheckpointError(msg)
         self.path = root
         self._model_spec = model
+        self._builders: Builders = MappingProxyType(dict(builders or {}))
         self._expected: frozenset[str] | None = None
+        self._expected_known = False
         self.manifest: dict[str, Any] | None = None
         self.skipped: dict[Path, str] = {}
+        self._manifest_path: Path | None = None
+        self._metrics: dict[int, dict[str, float]] = {}
 
         manifest_path = _find_manifest(root)
         if manifest_path is not None:
             self.manifest = _read_manifest(manifest_path)
-            self._files = _files_from_manifest(self.manifest, manifest_path)
+            self._manifest_path = manifest_path
+            self._files = self._files_from_manifest(self.manifest, manifest_path)
+            problems = []
+            self._metrics, bad_rows = _parse_metrics(self.manifest.get("metrics"))
+            if bad_rows:
+                problems.append(
+                    f"the series manifest {str(manifest_path)!r}: dropped metrics "
+                    f"({len(bad_rows)}): {_listing(bad_rows)}."
+                )
+            try:
+                _architecture(self.manifest, manifest_path)
+            except CheckpointError as exc:
+                problems.append(str(exc))
+            for problem in problems:
+                self._skip(manifest_path, problem)
         else:
             self._files = self._discover(root)
         if not self._files:
-            msg = (
-                f"no checkpoints found in {str(root)!r}: expected {MANIFEST_NAME} or files "
-                f"ending in {', '.join(CHECKPOINT_SUFFIXES)}."
-            )
+            if self.skipped:
+                left_out = [f"{p.name}: {why}" for p, why in self.skipped.items()]
+                msg = f"no usable checkpoints in {str(root)!r}; left out: {_listing(left_out)}."
+            else:
+                msg = (
+                    f"no checkpoints found in {str(root)!r}: expected {MANIFEST_NAME} or files "
+                    f"ending in {', '.join(CHECKPOINT_SUFFIXES)}."
+                )
             raise CheckpointError(msg)
 
     # -- what the series holds -----------------------------------------------------------
@@ -175,21 +248,17 @@ class CheckpointSeries:
 
         ``{epoch: {"train_loss": ..., "train_acc": ..., "val_loss": ..., "val_acc": ...}}``
         for a series written by ``ipydeepvis train``; empty when the run recorded none.
+        Rows or values that are not numbers were dropped (see ``skipped``); NaN and inf
+        are kept (a diverged run records them).
         """
-        if self.manifest is None:
-            return {}
-        out: dict[int, dict[str, float]] = {}
-        for row in self.manifest.get("metrics", []):
-            values = {k: float(v) for k, v in row.items() if k != "epoch"}
-            out[int(row["epoch"])] = values
-        return dict(sorted(out.items()))
+        return {epoch: dict(row) for epoch, row in self._metrics.items()}
 
     @property
     def model_name(self) -> str | None:
-        """Registry name of the architecture from the manifest, if any."""
-        if self.manifest is None:
-            return None
-        return str(self.manifest["model"]["name"])
+        """Registry name of the architecture from the manifest, if it names one."""
+        entry = self.manifest.get("model") if self.manifest is not None else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        return name if isinstance(name, str) else None
 
     def __len__(self) -> int:
         return len(self._files)
@@ -201,7 +270,7 @@ class CheckpointSeries:
         return epoch in self._files
 
     def __repr__(self) -> str:
-        return f"CheckpointSeries({str(self.path)!r}, epochs={self.epochs})"
+        return f"{type(self).__name__}({str(self.path)!r}, epochs={self.epochs})"
 
     # -- loading -------------------------------------------------------------------------
 
@@ -216,9 +285,18 @@ class CheckpointSeries:
         ------
         CheckpointError
             For an unknown epoch (the message lists the valid ones), a file that would run
-            code when unpickled, or a truncated / corrupt file (the message names it).
+            code when unpickled, a link out of a manifest's folder, or a truncated / corrupt
+            file (the message names it).
         """
         entry = self._entry(epoch)
+        if self._manifest_path is not None:
+            outside = _link_outside(entry.path, self._manifest_path.parent)
+            if outside is not None:
+                msg = (
+                    f"epoch {entry.epoch}: {str(entry.path)!r} is a link to {str(outside)!r} "
+                    "outside the series folder; a manifest only lists files of its own folder."
+                )
+                raise CheckpointError(msg)
         state = _read_weights(entry, self.epochs)
         expected = self._expected_keys()
         if expected is not None:
@@ -230,16 +308,17 @@ class CheckpointSeries:
     def model(self, epoch: int) -> nn.Module:
         """A new module with the weights of ``epoch``, in eval mode.
 
-        Built from the manifest's registered architecture, or from the ``model=`` given to
-        the series (a deep copy, or a new instance from the factory). The module passed by
-        the user is never modified.
+        Built from the ``model=`` given to the series (a deep copy, or a new instance from
+        the factory), or else from the manifest's architecture with the matching builder.
+        The module passed by the user is never modified.
 
         Raises
         ------
         CheckpointError
-            For an unknown epoch, an unreadable file, no known architecture, or weights
-            that do not fit the architecture (the message names the missing and the
-            unexpected keys, and shape mismatches).
+            For an unknown epoch, an unreadable file, no known architecture (no ``model=``,
+            no manifest, or no builder for the manifest's model), a bad model entry in the
+            manifest, or weights that do not fit the architecture (the message names the
+            missing and the unexpected keys, and shape mismatches).
         """
         entry = self._entry(epoch)
         module = self._new_module()
@@ -249,6 +328,17 @@ class CheckpointSeries:
         return module.eval()
 
     # -- internals -----------------------------------------------------------------------
+
+    def _skip(self, path: Path, reason: str) -> None:
+        """Leave ``path`` out, or record a problem of the manifest ``path``, with a warning."""
+        if path == self._manifest_path:
+            text = reason  # names the manifest itself
+        else:
+            text = f"skipping {str(path)!r}: {reason}"
+        if path in self.skipped:
+            reason = f"{self.skipped[path]}; {reason}"
+        self.skipped[path] = reason
+        warnings.warn(text, stacklevel=_outside_caller())
 
     def _entry(self, epoch: int) -> CheckpointFile:
         """The file of ``epoch``, or a :class:`CheckpointError` listing the valid epochs."""
@@ -268,15 +358,8 @@ class CheckpointSeries:
                 msg = f"the model factory {spec!r} returned {type(module).__name__}, not a module."
                 raise CheckpointError(msg)
             return module
-        if self.manifest is not None:
-            arch = self.manifest["model"]
-            # Imported here: core does not depend on the embedded default unless asked to.
-            models = importlib.import_module("ipydeepvis.models")
-            try:
-                return models.build_model(arch["name"], **arch.get("config", {}))
-            except ValueError as exc:
-                msg = f"cannot rebuild the manifest's model {arch!r}: {exc}"
-                raise CheckpointError(msg) from exc
+        if self.manifest is not None and self._manifest_path is not None:
+            return self._build_from_manifest(self.manifest, self._manifest_path)
         msg = (
             f"the series at {str(self.path)!r} does not name its architecture (no "
             f"{MANIFEST_NAME}); pass model= to CheckpointSeries: a module to copy or a "
@@ -284,14 +367,95 @@ class CheckpointSeries:
         )
         raise CheckpointError(msg)
 
+    def _build_from_manifest(self, manifest: Mapping[str, Any], path: Path) -> nn.Module:
+        """A new module of the manifest's architecture, from the matching builder."""
+        name, config = _architecture(manifest, path)
+        if not self._builders:
+            msg = (
+                f"the series manifest {str(path)!r} names its model {name!r} but no builders "
+                f"were given: pass builders={{{name!r}: ...}} (a function taking the "
+                "manifest's model config as keyword arguments and returning a new module) or "
+                "model= (a module to copy); ipydeepvis.CheckpointSeries knows the embedded "
+                "default's models."
+            )
+            raise CheckpointError(msg)
+        if name not in self._builders:
+            msg = (
+                f"the series manifest {str(path)!r}: its model {name!r} is not one of the "
+                f"builders {sorted(self._builders)}; pass builders={{{name!r}: ...}} or model=."
+            )
+            raise CheckpointError(msg)
+        builder = self._builders[name]
+        try:
+            module = builder(**config)
+        except Exception as exc:  # the builder is the caller's code: report, keep the cause
+            msg = (
+                f"the series manifest {str(path)!r}: cannot rebuild the manifest's model "
+                f"{name!r} with config {config!r} ({type(exc).__name__}: {exc})."
+            )
+            raise CheckpointError(msg) from exc
+        if not isinstance(module, nn.Module):
+            msg = (
+                f"the builder of {name!r} ({builder!r}) returned {type(module).__name__}, not "
+                "a module."
+            )
+            raise CheckpointError(msg)
+        return module
+
     def _expected_keys(self) -> frozenset[str] | None:
-        """The state-dict keys of the series' model, or ``None`` when no model is known."""
-        if self._expected is None:
+        """The state-dict keys of the series' model, or ``None`` when it cannot be built."""
+        if not self._expected_known:
             if isinstance(self._model_spec, nn.Module):
                 self._expected = frozenset(self._model_spec.state_dict())
             elif self._model_spec is not None or self.manifest is not None:
-                self._expected = frozenset(self._new_module().state_dict())
+                try:
+                    self._expected = frozenset(self._new_module().state_dict())
+                except CheckpointError:  # .model() reports it; weights load without it
+                    self._expected = None
+            self._expected_known = True
         return self._expected
+
+    def _files_from_manifest(
+        self, manifest: Mapping[str, Any], path: Path
+    ) -> dict[int, CheckpointFile]:
+        """Epoch -> file as listed by the manifest; bad entries are skipped with a warning.
+
+        Only a bare file name inside the manifest's folder, under an integer epoch key in
+        ``0 .. MAX_EPOCH``, is accepted, and not a link leaving the folder, so a manifest
+        cannot point the loader anywhere else on disk.
+        """
+        folder = path.parent
+        files: dict[int, CheckpointFile] = {}
+        for key, name in manifest["checkpoints"].items():
+            base = Path(name).name if isinstance(name, str) else None
+            if base is None or base != name or not base.endswith(CHECKPOINT_SUFFIXES):
+                self._skip(path, (
+                    f"the series manifest {str(path)!r} lists {name!r} for epoch {key}: "
+                    "expected a file name in the same folder ending in "
+                    f"{', '.join(CHECKPOINT_SUFFIXES)}; that entry is left out."
+                ))  # fmt: skip
+                continue
+            target = folder / base
+            epoch, why = _epoch_from_key(key)
+            if epoch is None:
+                self._skip(target, f"the manifest {str(path)!r} lists it under {key!r}: {why}")
+                continue
+            if epoch in files:
+                self._skip(target, (
+                    f"the manifest {str(path)!r} lists epoch {epoch} twice (also "
+                    f"{files[epoch].path.name!r})"
+                ))  # fmt: skip
+                continue
+            outside = _link_outside(target, folder)
+            if outside is not None:
+                self._skip(target, (
+                    f"it is a link to {str(outside)!r} outside the series folder; a manifest "
+                    "only lists files of its own folder"
+                ))  # fmt: skip
+                continue
+            kind = "safetensors" if base.endswith(".safetensors") else "torch"
+            files[epoch] = CheckpointFile(epoch, target, kind)
+        return files
 
     def _discover(self, root: Path) -> dict[int, CheckpointFile]:
         """Find checkpoint files (a folder, or one file) and tell each one's epoch."""
@@ -308,8 +472,7 @@ class CheckpointSeries:
                 raise CheckpointError(msg)
             epoch, from_name, kind = _epoch_of(p)
             if epoch is None:
-                self.skipped[p] = kind
-                warnings.warn(f"skipping {str(p)!r}: {kind}", stacklevel=3)
+                self._skip(p, kind)
                 continue
             entry = CheckpointFile(epoch, p, "safetensors" if p.suffix == ".safetensors" else kind)
             found.setdefault(epoch, []).append((entry, from_name))
@@ -327,6 +490,18 @@ class CheckpointSeries:
         return files
 
 
+def _outside_caller() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside this module.
+
+    Subclasses (``ipydeepvis.CheckpointSeries``) add frames of their own, so the level is
+    counted rather than fixed.
+    """
+    level, frame = 2, sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__") in _OWN_MODULES:
+        level, frame = level + 1, frame.f_back
+    return level
+
+
 # -- manifest ------------------------------------------------------------------------------
 
 
@@ -339,7 +514,12 @@ def _find_manifest(root: Path) -> Path | None:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    """Parse and check a manifest written by ``ipydeepvis train``."""
+    """Parse a manifest written by ``ipydeepvis train``; check what every epoch needs.
+
+    Only an unreadable file, another format, or a ``checkpoints`` entry that is not an
+    object fail the whole series; the model entry and the metrics are checked apart (they
+    concern ``.model()`` and ``.metrics`` only).
+    """
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -352,34 +532,100 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             f"{MANIFEST_FORMAT!r}."
         )
         raise CheckpointError(msg)
-    for key in ("model", "checkpoints"):
-        if not isinstance(manifest.get(key), dict):
-            msg = f"the series manifest {str(path)!r} has no valid {key!r} entry."
-            raise CheckpointError(msg)
-    if "name" not in manifest["model"]:
-        msg = f"the series manifest {str(path)!r} does not name its model ('model.name')."
+    if not isinstance(manifest.get("checkpoints"), dict):
+        msg = f"the series manifest {str(path)!r} has no valid 'checkpoints' entry."
         raise CheckpointError(msg)
     return manifest
 
 
-def _files_from_manifest(manifest: dict[str, Any], path: Path) -> dict[int, CheckpointFile]:
-    """Epoch -> file as listed by the manifest (files resolve next to the manifest).
+def _architecture(manifest: Mapping[str, Any], path: Path) -> tuple[str, dict[str, Any]]:
+    """The manifest's model ``(name, config)``, or a :class:`CheckpointError` naming the file."""
+    entry = manifest.get("model")
+    if not isinstance(entry, dict):
+        msg = f"the series manifest {str(path)!r}: its model entry {entry!r} is not a JSON object."
+        raise CheckpointError(msg)
+    name = entry.get("name")
+    if not isinstance(name, str):
+        msg = f"the series manifest {str(path)!r} does not name its model ('model.name')."
+        raise CheckpointError(msg)
+    config = entry.get("config", {})
+    if not isinstance(config, dict):
+        msg = (
+            f"the series manifest {str(path)!r}: its model config {config!r} is not a JSON "
+            "object of options."
+        )
+        raise CheckpointError(msg)
+    return name, config
 
-    Only a bare file name inside the manifest's folder is accepted, so a manifest cannot
-    point the loader anywhere else on disk.
+
+def _parse_metrics(raw: object) -> tuple[dict[int, dict[str, float]], list[str]]:
+    """The manifest's metrics rows by epoch, and what was dropped (and why)."""
+    if raw is None:
+        return {}, []
+    if not isinstance(raw, list):
+        return {}, [f"'metrics' is a {type(raw).__name__}, not a list of rows"]
+    out: dict[int, dict[str, float]] = {}
+    dropped: list[str] = []
+    for i, row in enumerate(raw):
+        if not isinstance(row, dict):
+            dropped.append(f"row {i} is {row!r}, not an object")
+            continue
+        epoch, why = _epoch_value(row.get("epoch"))
+        if epoch is None:
+            dropped.append(f"row {i}: {why}")
+            continue
+        values: dict[str, float] = {}
+        for key, value in row.items():
+            if key == "epoch":
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values[str(key)] = float(value)
+            else:
+                dropped.append(f"row {i} (epoch {epoch}): {key!r} = {value!r} is not a number")
+        out[epoch] = values
+    return dict(sorted(out.items())), dropped
+
+
+# -- epoch numbers -------------------------------------------------------------------------
+
+
+def _in_range(epoch: int) -> tuple[int | None, str]:
+    """``(epoch, "")`` when ``0 <= epoch <= MAX_EPOCH``, else ``(None, why)``."""
+    if 0 <= epoch <= MAX_EPOCH:
+        return epoch, ""
+    return None, f"epoch {epoch} is out of range: use 0 .. {MAX_EPOCH}"
+
+
+def _epoch_from_key(key: object) -> tuple[int | None, str]:
+    """A manifest key (or safetensors metadata value) as an epoch: decimal digits only."""
+    if isinstance(key, str) and re.fullmatch(r"[0-9]{1,12}", key):
+        return _in_range(int(key))
+    return None, f"{key!r} is not an epoch number (an integer 0 .. {MAX_EPOCH})"
+
+
+def _epoch_value(value: object) -> tuple[int | None, str]:
+    """An ``'epoch'`` entry stored inside a file or a metrics row, as an epoch.
+
+    Accepts an int, an integral finite float, or a one-element tensor holding one.
     """
-    files: dict[int, CheckpointFile] = {}
-    for key, name in manifest["checkpoints"].items():
-        base = Path(str(name)).name
-        if base != str(name) or not base.endswith(CHECKPOINT_SUFFIXES):
-            msg = (
-                f"the series manifest {str(path)!r} lists {name!r} for epoch {key}: expected "
-                f"a file name in the same folder ending in {', '.join(CHECKPOINT_SUFFIXES)}."
-            )
-            raise CheckpointError(msg)
-        kind = "safetensors" if base.endswith(".safetensors") else "torch"
-        files[int(key)] = CheckpointFile(int(key), path.parent / base, kind)
-    return files
+    number: object = value
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool:
+        number = value.item()
+    if isinstance(number, numbers.Integral) and not isinstance(number, bool):
+        return _in_range(int(number))
+    if isinstance(number, float) and math.isfinite(number) and number.is_integer():
+        return _in_range(int(number))
+    return None, f"its 'epoch' entry {value!r} is not one epoch number"
+
+
+def _link_outside(path: Path, folder: Path) -> Path | None:
+    """Where ``path`` really leads when that is outside ``folder`` (a link), else ``None``."""
+    try:
+        real = path.resolve()
+        home = folder.resolve()
+    except (OSError, RuntimeError):  # a link loop: treat as leaving
+        return path
+    return None if real.is_relative_to(home) else real
 
 
 # -- epochs of loose files -----------------------------------------------------------------
@@ -397,7 +643,7 @@ def _epoch_of(path: Path) -> tuple[int | None, bool, str]:
     Returns
     -------
     epoch : int or None
-        ``None`` when it cannot be told (then the third item says why).
+        ``None`` when it cannot be told or is out of range (then the third item says why).
     from_name : bool
         Whether the file name carries the epoch (such files win over, say, Lightning's
         ``last.ckpt`` holding the same epoch).
@@ -406,16 +652,21 @@ def _epoch_of(path: Path) -> tuple[int | None, bool, str]:
         reason the epoch is unknown.
     """
     by_name = _epoch_from_name(path)
+    name_problem = ""
+    if by_name is not None:
+        by_name, name_problem = _in_range(by_name)
     if path.suffix == ".safetensors":
         if by_name is not None:
             return by_name, True, "safetensors"
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
-            return int(meta["epoch"]), False, "safetensors"
         except Exception as exc:  # any failure means "epoch unknown"
-            reason = f"no epoch in its name or metadata ({type(exc).__name__}: {exc})"
-            return None, False, reason
+            return None, False, name_problem or f"unreadable header ({type(exc).__name__}: {exc})"
+        if "epoch" not in meta:
+            return None, False, name_problem or "no epoch in its name or metadata"
+        epoch, why = _epoch_from_key(meta["epoch"])
+        return epoch, False, "safetensors" if epoch is not None else f"its metadata epoch: {why}"
     if path.suffix == ".ckpt" or by_name is None:
         # Lightning keeps the epoch inside; plain dicts may too ({'epoch': 3, ...}).
         try:
@@ -423,14 +674,17 @@ def _epoch_of(path: Path) -> tuple[int | None, bool, str]:
         except CheckpointError as exc:
             if by_name is not None:  # the error will surface when this epoch is loaded
                 return by_name, True, "lightning" if path.suffix == ".ckpt" else "torch"
-            return None, False, str(exc)
+            return None, False, name_problem or str(exc)
         kind = "lightning" if path.suffix == ".ckpt" or _looks_lightning(obj) else "torch"
-        inside = obj.get("epoch") if isinstance(obj, Mapping) else None
-        if isinstance(inside, (int, torch.Tensor)) and not isinstance(inside, bool):
-            return int(inside), by_name == int(inside), kind
+        if isinstance(obj, Mapping) and "epoch" in obj:
+            inside, why = _epoch_value(obj["epoch"])
+            if inside is not None:
+                return inside, by_name == inside, kind
+            if by_name is None:  # the name cannot stand in for a bad entry
+                return None, False, why
         if by_name is not None:
             return by_name, True, kind
-        reason = (
+        reason = name_problem or (
             "no epoch in its name (epoch=3, epoch_03, ep3, ...) or an 'epoch' entry inside; "
             "rename it with its epoch"
         )
@@ -452,8 +706,9 @@ def _torch_load(path: Path, *, mmap: bool = False) -> Any:
     Raises
     ------
     CheckpointError
-        When the file would need to run code to be unpickled (refused), or is truncated or
-        corrupt.
+        When the file would need to run code to be unpickled (refused: the message names
+        the globals it would import, and does not repeat torch's advice to load it
+        unsafely), or is truncated or corrupt.
     """
     try:
         try:
@@ -464,19 +719,28 @@ def _torch_load(path: Path, *, mmap: bool = False) -> Any:
             raise
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        named = re.search(r"GLOBAL ([\w.]+)", text)
-        found = [named.group(1)] if named else _pickled_globals(path)
-        if "Weights only load failed" not in text or not found:
-            msg = f"cannot read {str(path)!r}: the file is truncated or corrupt ({text[:200]})."
-            raise CheckpointError(msg) from exc
+        weights_only = "Weights only load failed" in text
+        if not weights_only or not _starts_like_checkpoint(path):
+            reason = _torch_reason(text)
+            msg = f"cannot read {str(path)!r}: the file is truncated or corrupt ({reason})."
+            # torch's weights-only text advises loading unsafely: do not pass it on.
+            raise CheckpointError(msg) from (None if weights_only else exc)
+        found = _unsafe_globals(path, text)
+        if found:
+            what = f"the Python object(s) {_listing(found, 4)}"
+        else:
+            what = (
+                f"data torch's safe loader cannot read ({_torch_reason(text)}): it is not a "
+                "checkpoint of tensors written by torch.save (a raw pickle?)"
+            )
         msg = (
-            f"refused to load {str(path)!r}: it contains the Python object(s) {found[:3]}, and "
-            "unpickling it could run code. ipydeepvis only loads tensors, numbers, strings "
-            "and containers (torch.load(weights_only=True)). Re-save the weights with "
+            f"refused to load {str(path)!r}: it contains {what}, and unpickling it could run "
+            "code. ipydeepvis only loads tensors, numbers, strings and containers "
+            "(torch.load(weights_only=True)). Re-save the weights with "
             "torch.save(model.state_dict(), path) or safetensors; if you trust the file and "
             "the object is harmless, allow it with torch.serialization.add_safe_globals."
         )
-        raise CheckpointError(msg) from None
+        raise CheckpointError(msg) from None  # torch's own text advises unsafe loading
     except Exception as exc:  # every other failure is an unreadable file
         msg = (
             f"cannot read {str(path)!r}: the file is truncated or corrupt "
@@ -485,37 +749,38 @@ def _torch_load(path: Path, *, mmap: bool = False) -> Any:
         raise CheckpointError(msg) from exc
 
 
-def _pickled_globals(path: Path) -> list[str]:
-    """Names a pickle would import (``module.name``), found by parsing it without running it.
+def _starts_like_checkpoint(path: Path) -> bool:
+    """Whether the file opens like a torch checkpoint: a zip, or a pickle's protocol marker.
 
-    Reads a raw or legacy pickle file, or the ``data.pkl`` of a zip checkpoint, with
-    :func:`pickletools.genops` (which only decodes opcodes). Returns ``[]`` when the bytes are
-    not a pickle at all (a corrupt file) or import nothing.
+    Other bytes that torch's safe loader stops at are a corrupt file, not a refused one.
     """
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
-                data = archive.read(member)
-        else:
-            data = path.read_bytes()
-    except (OSError, StopIteration, zipfile.BadZipFile):
-        return []
-    names: list[str] = []
-    strings: list[str] = []
-    stream = io.BytesIO(data)
+        with path.open("rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return head == b"PK" or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
+def _unsafe_globals(path: Path, text: str) -> list[str]:
+    """The globals a refused checkpoint would import, the non-torch ones first.
+
+    Asks :func:`torch.serialization.get_unsafe_globals_in_checkpoint` (zip checkpoints);
+    for a legacy file, takes the one global named in torch's error ``text``.
+    """
     try:
-        while stream.tell() < len(data):  # a legacy torch file is several pickles in a row
-            for op, arg, _ in pickletools.genops(stream):
-                if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
-                    names.append(arg.replace(" ", "."))
-                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                    names.append(f"{strings[-2]}.{strings[-1]}")
-                if isinstance(arg, str):
-                    strings.append(arg)
-    except Exception:  # not (or no longer) pickle data: keep what was decoded so far
-        pass
-    return list(dict.fromkeys(names))
+        found = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a zip checkpoint: torch can only tell what stopped it
+        named = re.search(r"GLOBAL ([\w.]+)", text)
+        found = [named.group(1)] if named else []
+    return sorted(dict.fromkeys(found), key=lambda name: name.split(".")[0] in _TORCH_OWN)
+
+
+def _torch_reason(text: str) -> str:
+    """The reason in torch's weights-only error, without its advice to load unsafely."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reasons = [line for line in lines if not any(a in line for a in _TORCH_ADVICE)]
+    return reasons[0][:200] if reasons else "unsupported pickle data"
 
 
 def _read_weights(entry: CheckpointFile, epochs: list[int]) -> dict[str, torch.Tensor]:
@@ -638,8 +903,8 @@ def _check_fits(
     raise CheckpointError(msg)
 
 
-def _listing(items: list[str]) -> str:
-    """Up to ``_MAX_LISTED`` items, then how many more."""
-    shown = ", ".join(items[:_MAX_LISTED])
-    more = len(items) - _MAX_LISTED
+def _listing(items: list[str], most: int = _MAX_LISTED) -> str:
+    """Up to ``most`` items, then how many more."""
+    shown = ", ".join(items[:most])
+    more = len(items) - most
     return f"{shown}, ... and {more} more" if more > 0 else shown

@@ -275,16 +275,41 @@ class Shapes(Dataset):
         IndexError
             When an index is out of range.
         """
+        images, labels = self._render(self._indices(indices))
+        return images, labels
+
+    def object_masks(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Where each image's object is: its anti-aliased coverage, float32 ``(N, H, W)`` in
+        ``[0, 1]`` (1 inside the shape or texture patch, 0 on the background).
+
+        The masks are the ones the images are drawn with (``batch`` is unchanged by this).
+        """
+        return self._render(self._indices(indices), cover=True)[2]
+
+    def boxes(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Each image's object box, int64 ``(N, 4)`` as ``(x0, y0, x1, y1)`` in pixels, ``x1``
+        and ``y1`` exclusive (torchvision's ``xyxy``): the tightest box around the pixels
+        at least half covered by the object (:meth:`object_masks`)."""
+        inside = self.object_masks(indices) >= 0.5
+        rows, cols = inside.any(dim=2), inside.any(dim=1)
+        out = torch.zeros(inside.shape[0], 4, dtype=torch.int64)
+        for k in range(inside.shape[0]):  # every object covers some pixels at its scale
+            ys, xs = rows[k].nonzero().view(-1), cols[k].nonzero().view(-1)
+            if len(ys) and len(xs):
+                out[k] = torch.stack([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1])
+        return out
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _indices(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> np.ndarray:
+        """Indices as non-negative uint64, or ``IndexError`` for one out of range."""
         idx = np.asarray(indices.tolist() if isinstance(indices, torch.Tensor) else indices)
         idx = idx.reshape(-1).astype(np.int64)
         if idx.size and (idx.min() < -self.length or idx.max() >= self.length):
             bad = int(idx[(idx < -self.length) | (idx >= self.length)][0])
             msg = f"index {bad} is out of range for {self!r}: use 0 .. {self.length - 1}."
             raise IndexError(msg)
-        idx = np.where(idx < 0, idx + self.length, idx).astype(np.uint64)
-        return self._render(idx)
-
-    # -- internals -----------------------------------------------------------------------
+        return np.where(idx < 0, idx + self.length, idx).astype(np.uint64)
 
     def _check_index(self, index: int) -> int:
         """Return ``index`` as a non-negative int, or raise ``IndexError``."""
@@ -353,14 +378,18 @@ class Shapes(Dataset):
         noise = levels.to(torch.float32).sub_(127.5).mul_(1.0 / 127.5)
         return noise.view(len(keys), 3, size, size)
 
-    def _render(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Render images ``idx`` (non-negative uint64 indices); see the module docstring."""
+    def _render(self, idx: np.ndarray, cover: bool = False) -> tuple[torch.Tensor, ...]:
+        """Render images ``idx`` (non-negative uint64 indices); see the module docstring.
+
+        Returns ``(images, labels)``, and with ``cover=True`` also the object's coverage
+        ``(N, H, W)``."""
         cfg = self.config
         n = len(idx)
         size = cfg.image_size
         labels = torch.from_numpy(self._labels(idx))
         if n == 0:
-            return torch.zeros(0, 3, size, size), labels
+            empty = torch.zeros(0, 3, size, size)
+            return (empty, labels, empty[:, 0]) if cover else (empty, labels)
         keys = self._keys(idx)
         u = self._uniforms(keys)
         px = 2.0 / size  # one pixel in normalised coordinates ([-1, 1] across the image)
@@ -433,7 +462,7 @@ class Shapes(Dataset):
                 pattern[sel] = _texture(c, gx, gy, u[sel], px)
             else:
                 sdf[sel] = _shape_sdf(c, x, y, sa, sb)
-        cover = (0.5 - sdf * (r / px)).clamp(0.0, 1.0).unsqueeze(1)
+        coverage = (0.5 - sdf * (r / px)).clamp(0.0, 1.0).unsqueeze(1)
 
         shade_dir = 2 * math.pi * u[:, _U_SHADE_DIR]
         shade = 1.0 + 0.4 * (u[:, _U_SHADE] - 0.5).view(n, 1, 1) * (
@@ -441,13 +470,14 @@ class Shapes(Dataset):
         )
         p = pattern.unsqueeze(1)
         obj = (p * fg.view(n, 3, 1, 1) + (1.0 - p) * c2.view(n, 3, 1, 1)) * shade.unsqueeze(1)
-        img = torch.lerp(img, obj, cover)
+        img = torch.lerp(img, obj, coverage)
 
         if cfg.max_noise > 0:
             # Uniform noise on [-1, 1] has standard deviation 1 / sqrt(3).
             sigma = (cfg.max_noise * math.sqrt(3.0)) * u[:, _U_NOISE]
             img.add_(self._noise(keys, size).mul_(sigma.view(n, 1, 1, 1)))
-        return img.clamp_(0.0, 1.0).contiguous(), labels
+        img = img.clamp_(0.0, 1.0).contiguous()
+        return (img, labels, coverage[:, 0]) if cover else (img, labels)
 
 
 # -- shapes and textures -----------------------------------------------------------------

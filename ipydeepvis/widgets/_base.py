@@ -56,11 +56,13 @@ class LatestWins:
         Called by :meth:`close` (also at interpreter exit), so a long job can stop early.
     name : str
         The thread's name (shows in debuggers and ``threading.enumerate()``).
+    lazy : bool
+        Start the thread on the first request instead of at once (panes that may never run).
     """
 
     def __init__(self, job: Callable[[set[str]], None], on_error: Callable[[BaseException], None],
                  threaded: bool = True, *, on_close: Callable[[], None] | None = None,
-                 name: str = "ipydeepvis-render") -> None:
+                 name: str = "ipydeepvis-render", lazy: bool = False) -> None:
         self._job = _weak_callable(job)
         self._on_error = _weak_callable(on_error)
         self._on_close = _weak_callable(on_close) if on_close is not None else None
@@ -70,10 +72,19 @@ class LatestWins:
         self._busy = False
         self._closed = False
         self._thread: threading.Thread | None = None
-        if threaded:
-            self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-            _LIVE_WORKERS.add(self)
-            self._thread.start()
+        self._name = name
+        if threaded and not lazy:
+            self._start()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+        _LIVE_WORKERS.add(self)
+        self._thread.start()
+
+    @property
+    def started(self) -> bool:
+        """True once the worker has a thread (always False when not threaded)."""
+        return self._thread is not None
 
     @property
     def closed(self) -> bool:
@@ -92,12 +103,14 @@ class LatestWins:
         with self._wake:
             self._pending.update(parts)
             self._wake.notify_all()
+            if self._thread is None:
+                self._start()
 
     def wait(self, timeout: float = 60.0) -> bool:
         """Block until nothing is pending or running; False if ``timeout`` seconds passed.
 
         Returns at once when the worker is closed or its thread has ended."""
-        if not self._threaded:
+        if not self._threaded or self._thread is None:
             return True
         with self._wake:
             return self._wake.wait_for(

@@ -27,8 +27,8 @@ from torch import nn
 from traitlets import Float, Int, TraitError, Tuple, Unicode, observe, validate
 
 from .. import render
+from ..checkpoints import CheckpointSeries
 from ..core import METHODS, Probe
-from ..core.checkpoints import CheckpointSeries
 from ..errors import (
     InvalidInputError,
     InvalidOptionError,
@@ -36,6 +36,7 @@ from ..errors import (
     ViewClosedError,
 )
 from ._base import LatestWins, close_widget_tree, report_error
+from .analyses import ANALYSIS_PANES
 from .epochs import EpochScrubber
 from .panes import DEFAULT_PANES, GRID_WIDTH, PANE, InputPane, Pane, ViewState
 from .tiles import TileCanvas
@@ -87,8 +88,13 @@ class DeepVis(widgets.VBox):
     threaded : bool
         Compute in a background thread where the newest request wins (default). False computes
         inside each event, which scripts and tests may prefer.
+    index : TopKIndex, path, or dict of epoch to TopKIndex, optional
+        A data-set index of ``images`` (``ipydeepvis index`` / ``dv.build_index``) for the
+        top-images pane; without it the pane indexes the dashboard's own images on Run.
     panes : sequence of Pane classes, optional
-        What the dashboard shows (default :data:`~ipydeepvis.widgets.panes.DEFAULT_PANES`).
+        What the dashboard shows: by default the main row
+        (:data:`~ipydeepvis.widgets.panes.DEFAULT_PANES`) and the analyses in tabs below it
+        (:data:`~ipydeepvis.widgets.analyses.ANALYSIS_PANES`).
     weights_note : str, optional
         A warning shown above the predictions (the ``weights_note`` trait), e.g.
         ``"untrained weights"`` for a torchvision model built with ``weights=None``, whose
@@ -133,6 +139,7 @@ class DeepVis(widgets.VBox):
         probe_size: int = 300,
         threaded: bool = True,
         panes: Sequence[type[Pane]] | None = None,
+        index: Any = None,
         weights_note: str | None = None,
     ) -> None:
         super().__init__()
@@ -145,8 +152,9 @@ class DeepVis(widgets.VBox):
         if weights_note is not None:
             self.weights_note = weights_note
         try:
+            self._index = _load_index(index)
             self._setup(model, images, checkpoints, classes, preprocess, max_images,
-                        probe_size, threaded, panes or DEFAULT_PANES)
+                        probe_size, threaded, panes or (*DEFAULT_PANES, *ANALYSIS_PANES))
         except BaseException:
             self.close()  # a failed constructor leaves no thread, widget or copy behind
             raise
@@ -160,6 +168,7 @@ class DeepVis(widgets.VBox):
             msg = f"model must be a torch.nn.Module, got {type(model).__name__}"
             raise UnsupportedModelError(msg)
         self._images, self._labels = _collect_images(images, max_images)
+        self._source, self._source_count = images, len(self._images)
         self._classes = list(classes) if classes is not None else None
         # a data set's labels index its own class list (an ImageFolder's folders), which need
         # not be the model's classes
@@ -186,18 +195,26 @@ class DeepVis(widgets.VBox):
         if series is not None:
             self.scrubber = EpochScrubber(series, images, layer=start_layer,
                                           units=self._strip_units(start_layer, 0),
-                                          probe_size=probe_size, threaded=threaded)
+                                          probe_size=probe_size, threaded=threaded,
+                                          picker=False)
         self._results: dict[str, Any] = {}
         self._job_maps: tuple[tuple[Any, ...], torch.Tensor] | None = None
         self._loaded_epoch: int | None = None
         self._notices: dict[int, str] = {}  # image index -> what an upload changed
         self.timings: dict[str, float] = {}
         self._worker = LatestWins(self._render, self._show_error, threaded=threaded)
+        self._generation = 0  # refresh() starts a new one: cached analysis results are stale
+        self._epoch_models: dict[int, nn.Module] = {}
         self._status = widgets.HTML()
         self._status.add_class("e2e-status")
         self._errors = widgets.Output()
         self._errors.add_class("e2e-errors")
         self.panes = {cls.name: cls(self) for cls in pane_classes}
+        self._pane_workers = {
+            name: LatestWins(pane.job, pane.report, threaded=threaded,  # type: ignore[attr-defined]
+                             on_close=pane.stop, name=f"ipydeepvis-{name}",  # type: ignore[attr-defined]
+                             lazy=True)
+            for name, pane in self.panes.items() if getattr(pane, "own_worker", False)}
         self._build_controls()
         self.layer = start_layer
         style = widgets.HTML(STYLE, layout=widgets.Layout(display="none"))
@@ -212,6 +229,8 @@ class DeepVis(widgets.VBox):
         self._ready = True
         first = ("weights",) if self.scrubber is not None else ()
         self._request(*first, "thumbnails", *self.panes)
+        for name in self._pane_workers:
+            self._request_pane(name, run=False)
 
     # ------------------------------------------------------------------ trait rules
 
@@ -322,12 +341,31 @@ class DeepVis(widgets.VBox):
         redraw = [f"draw:{p.name}" for p in self.panes.values() if name in p.display]
         if name == "epoch" and self.scrubber is not None:
             stale.insert(0, "weights")
+        for pane in [p for p in stale if p in getattr(self, "_pane_workers", {})]:
+            stale.remove(pane)
+            self._request_pane(pane, run=False)
         self._request(*stale, *redraw)
 
     def _request(self, *parts: str) -> None:
         """Ask the render worker to bring ``parts`` up to date (once construction is done)."""
+        parts = tuple(p for p in parts if p not in getattr(self, "_pane_workers", {}))
         if self._ready and self._worker is not None and parts:
             self._worker.request(*parts)
+
+    def _request_pane(self, name: str, run: bool) -> None:
+        """Ask a pane with its own worker to show its result for the current state (``run``:
+        compute it if it is not cached)."""
+        worker = self._pane_workers.get(name) if self._ready else None
+        if worker is None:
+            return
+        if not run and not worker.started:  # nothing computed yet: say so without a thread
+            pane = self.panes[name]
+            try:
+                pane.job({"show"})  # type: ignore[attr-defined]
+            except Exception as exc:
+                pane.report(exc)  # type: ignore[attr-defined]
+            return
+        worker.request("run" if run else "show")
 
     # ------------------------------------------------------------------ public helpers
 
@@ -338,13 +376,46 @@ class DeepVis(widgets.VBox):
             return True
         assert self._worker is not None
         done = self._worker.wait(timeout)
+        for worker in self._pane_workers.values():
+            done = worker.wait(timeout) and done
         if self.scrubber is not None:
             done = self.scrubber.wait(timeout) and done
         return done
 
     def refresh(self) -> None:
-        """Redraw everything from the model as it is now (e.g. after training it some more)."""
+        """Redraw everything from the model as it is now (e.g. after training it some more);
+        the analyses' cached results are not shown again."""
+        self._generation += 1
         self._request("thumbnails", *self.panes)
+        for name in self._pane_workers:
+            self._request_pane(name, run=False)
+
+    def model_at(self, epoch: int) -> nn.Module:
+        """The model with the weights of ``epoch`` (-1: the model as given), for analyses that
+        run beside the main panes: with checkpoints, a module of its own per epoch (the two
+        most recent kept), so no analysis sees the dashboard's weights change under it."""
+        if self.scrubber is None or epoch < 0:
+            assert self._model is not None
+            return self._model
+        model = self._epoch_models.get(epoch)
+        if model is None:
+            weights = self.scrubber.analysis.state_dict(epoch)
+            if weights is None:
+                msg = f"epoch {epoch} is unavailable: its checkpoint cannot be read"
+                raise InvalidOptionError(msg)
+            model = copy.deepcopy(self._model)  # type: ignore[arg-type]
+            with torch.no_grad():
+                model.load_state_dict(weights)
+            self._epoch_models = {**dict(list(self._epoch_models.items())[-1:]), epoch: model}
+        return model
+
+    def _part_boxes(self) -> torch.Tensor | None:
+        """Object boxes ``(N, 4)`` (x0, y0, x1, y1) of the shown images when their data set
+        can tell them (the embedded Shapes data set can), else None."""
+        boxes = getattr(self._source, "boxes", None)
+        if not callable(boxes) or len(self._images) != self._source_count:
+            return None
+        return torch.as_tensor(boxes(list(range(self._source_count))))
 
     def close(self) -> None:
         """Stop the render worker and free the view: its widgets, the recorded forward pass,
@@ -356,6 +427,9 @@ class DeepVis(widgets.VBox):
         worker = getattr(self, "_worker", None)
         if worker is not None:
             worker.close()
+        for pane_worker in getattr(self, "_pane_workers", {}).values():
+            pane_worker.close()
+        self._epoch_models = {}
         scrubber = getattr(self, "scrubber", None)
         if scrubber is not None:
             scrubber.close()
@@ -366,6 +440,7 @@ class DeepVis(widgets.VBox):
         self._results = {}
         self._job_maps = None
         self._worker = None
+        self._source = None
         extra = [p.widget for p in getattr(self, "panes", {}).values() if p.widget is not None]
         close_widget_tree(self, *extra)
 
@@ -393,9 +468,9 @@ class DeepVis(widgets.VBox):
             if frame is None:
                 continue
             canvas = getattr(self.panes.get(name), "canvas", None)
-            if canvas is not None and name in ("grid", "unit"):
-                frame = render.draw_ring(frame, canvas.highlight_box,
-                                         _rgba(canvas.highlight_color))
+            if canvas is not None and name in ("grid", "unit") and canvas.highlight_box:
+                frame = render.outline(frame, canvas.highlight_box,
+                                       _rgb(canvas.highlight_color))
             panels.append((caption, frame))
         pad = 8
         width = sum(f.shape[1] for _, f in panels) + pad * (len(panels) - 1)
@@ -739,13 +814,14 @@ class DeepVis(widgets.VBox):
         assert self.scrubber is not None and self._model is not None
         if self._loaded_epoch == epoch:
             return True
-        weights = self.scrubber.model(epoch)
+        weights = self.scrubber.analysis.state_dict(epoch)
         if weights is None:
-            self._status.value = (f"<span class='deepvis-error'>epoch {epoch} is unavailable"
-                                  "</span>")
+            why = self.scrubber.analysis.problem(epoch) or "its checkpoint cannot be read"
+            self._status.value = (f"<span class='deepvis-error'>epoch {epoch} is unavailable: "
+                                  f"{html.escape(str(why))}</span>")
             return False
         with torch.no_grad():
-            self._model.load_state_dict(weights.state_dict())
+            self._model.load_state_dict(weights)
         self._loaded_epoch = epoch
         self._results.pop("projection", None)
         return True
@@ -845,10 +921,10 @@ class DeepVis(widgets.VBox):
             report_error(self._errors, exc, self._status)
 
 
-def _rgba(color: str) -> tuple[int, int, int, int]:
-    """``"#rrggbb"`` as an opaque RGBA tuple."""
+def _rgb(color: str) -> tuple[int, int, int]:
+    """``"#rrggbb"`` as an RGB tuple."""
     value = color.lstrip("#")
-    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16), 255
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
 
 
 def _one_of(name: str, value: object, choices: Sequence[str]) -> str:
@@ -856,6 +932,21 @@ def _one_of(name: str, value: object, choices: Sequence[str]) -> str:
         msg = f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
         raise TraitError(msg)
     return str(value)
+
+
+def _load_index(index: Any) -> Any:
+    """A TopKIndex (or ``{epoch: TopKIndex}``) from what the user passed, paths loaded."""
+    from ..core.index import TopKIndex
+
+    if index is None or isinstance(index, TopKIndex):
+        return index
+    if isinstance(index, dict):
+        return {epoch: _load_index(value) for epoch, value in index.items()}
+    if isinstance(index, (str, Path)):
+        return TopKIndex.load(index)
+    msg = (f"index must be a TopKIndex, a path to one, or a dict of epoch to TopKIndex, got "
+           f"{type(index).__name__}")
+    raise InvalidOptionError(msg)
 
 
 def _check_count(name: str, value: object) -> None:

@@ -6,11 +6,16 @@ converge within a few epochs, upper ones need many, and sudden jumps happen when
 the strongest activation changes. This view recomputes that figure from a user's own checkpoint
 series, with the curves that make those lessons measurable: training metrics, relative weight
 change per layer between saved epochs, and the fraction of dead units per layer.
+
+All of it is computed by :class:`~ipydeepvis.core.series_analysis.SeriesAnalysis`
+(``scrubber.analysis``); this view only draws it.
 """
 
 from __future__ import annotations
 
+import html
 import math
+import os
 import random
 import threading
 from collections.abc import Sequence
@@ -21,29 +26,26 @@ import bqplot as bq
 import ipywidgets as widgets
 import numpy as np
 import numpy.typing as npt
-import torch
-from PIL import Image
 from torch import nn
 from traitlets import Int, List, TraitError, Unicode, observe, validate
 
 from .. import render
-from ..core import Probe
-from ..core.evolution import (
-    EvolutionRow,
-    EvolutionStrip,
-    assemble_strip,
-    conv_weight_keys,
-    evolution_row,
-    relative_weight_change,
+from ..checkpoints import CheckpointSeries
+from ..core.evolution import EvolutionStrip
+from ..core.series_analysis import (
+    DEFAULT_CELL_BYTES,
+    DEFAULT_SCAN_BYTES,
+    DEFAULT_STATE_BYTES,
+    SeriesAnalysis,
 )
-from ..core.topk import TopK, top_k_many
-from ..errors import DeepVisError, InvalidOptionError
-from ._base import LatestWins, report_error
+from ._base import LatestWins, close_widget_tree, report_error
 from .tiles import TileCanvas
 
 __all__ = ["EpochScrubber", "metric_curves"]
 
-CELL = 40  # px of one projection or patch crop in the strip
+CELL = render.STRIP_CELL  # px of one projection or patch crop in the strip
+GAP = render.STRIP_GAP
+ROW_LABEL_WIDTH = 64  # px of the unit labels left of the strip
 LINE_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                "#7f7f7f"]
 
@@ -76,84 +78,84 @@ def metric_curves(metrics: Any) -> dict[str, tuple[list[int], list[float]]]:
     return curves
 
 
-def _materialize(dataset: Any, count: int) -> torch.Tensor:
-    """The first ``count`` images as one tensor, built once (scans then never re-render them)."""
-    if isinstance(dataset, torch.Tensor):
-        return dataset[:count]
-    batch = getattr(dataset, "batch", None)
-    if callable(batch):
-        return batch(list(range(count)))[0]
-    items = [dataset[i] for i in range(count)]
-    return torch.stack([item[0] if isinstance(item, (tuple, list)) else item for item in items])
-
 
 class EpochScrubber(widgets.VBox):
     """Scrub through a checkpoint series: strip of feature evolution, curves, first-layer filters.
 
     Parameters
     ----------
-    series : CheckpointSeries
-        The saved epochs (``.epochs``, ``.metrics``, ``.model(epoch)``, ``.load(epoch)``).
+    series : CheckpointSeries, str or PathLike
+        The saved epochs, or a path ``CheckpointSeries`` opens (a folder, a manifest).
     dataset : Tensor, sequence or Dataset
         Images (or ``(image, label)`` pairs) from which the probe set is taken.
+    model : nn.Module or callable, optional
+        The architecture, for a path without a ``manifest.json``.
     layer : str, optional
         Layer of the evolution strip; default the last conv layer.
     units : sequence of int, optional
         Units of the strip; default six seeded-random units of the layer.
     probe_size : int
         Number of images scanned per epoch (the first ``probe_size`` of ``dataset``).
+    batch_size : int
+        Images per forward pass of a scan.
     threaded : bool
         Compute in a background worker (default) or inside each event.
+    picker : bool
+        Show a layer and unit picker above the strip (a dashboard that drives the strip
+        passes False).
+    state_bytes, scan_bytes, cell_bytes : int
+        Cache bounds of :class:`~ipydeepvis.core.series_analysis.SeriesAnalysis`
+        (``scrubber.analysis``), which documents what each holds.
     """
 
     epoch = Int(help="The saved epoch shown").tag(sync=True)
     layer = Unicode(help="Layer of the evolution strip").tag(sync=True)
     units = List(Int(), help="Units of the evolution strip").tag(sync=True)
 
-    def __init__(self, series: Any, dataset: Any, *, layer: str | None = None,
-                 units: Sequence[int] | None = None, probe_size: int = 300,
-                 batch_size: int = 64, threaded: bool = True) -> None:
-        super().__init__()
+    def __init__(self, series: Any, dataset: Any, *, model: nn.Module | None = None,
+                 layer: str | None = None, units: Sequence[int] | None = None,
+                 probe_size: int = 300, batch_size: int = 64, threaded: bool = True,
+                 picker: bool = True, state_bytes: int = DEFAULT_STATE_BYTES,
+                 scan_bytes: int = DEFAULT_SCAN_BYTES,
+                 cell_bytes: int = DEFAULT_CELL_BYTES) -> None:
         self._ready = False
-        self.series = series
-        self.probe_size = min(probe_size, len(dataset))
-        self.dataset = _materialize(dataset, self.probe_size)
-        self.batch_size = batch_size
-        self.epochs: list[int] = [int(e) for e in series.epochs]
-        if not self.epochs:
-            msg = "the checkpoint series has no epochs"
-            raise InvalidOptionError(msg)
-        self._models: dict[int, nn.Module | None] = {}
-        self._failures: dict[int, str] = {}
-        self._scans: dict[tuple[int, str], TopK] = {}
-        self._rows: dict[tuple[int, str, tuple[int, ...]], EvolutionRow] = {}
-        self._lock = threading.RLock()
+        if isinstance(series, (str, os.PathLike)):  # the public series knows the embedded models
+            series = CheckpointSeries(series, model=model)
+        analysis = SeriesAnalysis(series, dataset, model=model, probe_size=probe_size,
+                                  batch_size=batch_size, state_bytes=state_bytes,
+                                  scan_bytes=scan_bytes, cell_bytes=cell_bytes)
+        super().__init__()
+        self.analysis = analysis
+        self.series = analysis.series
+        self.dataset = analysis.images
+        self.probe_size = analysis.probe_size
+        self.epochs: list[int] = list(analysis.epochs)
+        self._channels = analysis.channels
+        self._conv_layers = analysis.conv_layers
         self._stop = threading.Event()
+        self._scan_note = ""
         self.strip: EvolutionStrip | None = None
         self.dead: dict[str, tuple[list[int], list[float]]] = {}
-        reference = self._first_available_model()
-        probe = Probe(reference, input_shape=tuple(self._image(0).shape))
-        self._conv_layers = [lay.name for lay in probe.layers if lay.kind == "conv"]
-        self._channels = {lay.name: int(lay.channels or 1) for lay in probe.layers}
-        self._conv_keys = conv_weight_keys(reference)
-        self._worker = LatestWins(self._render, self._show_error, threaded=threaded)
-        self._build()
+        self._worker = LatestWins(self._render, self._show_error, threaded=threaded,
+                                  on_close=self.stop, name="ipydeepvis-scrubber")
+        self._build(picker)
         self.epoch = self.epochs[-1]
         self.layer = layer or (self._conv_layers[-1] if self._conv_layers
-                               else probe.layers[-1].name)
+                               else next(iter(self._channels)))
         if units is None:
             channels = self._channels[self.layer]
-            picked = random.Random(0).sample(range(channels), min(6, channels))
-            units = sorted(picked)
+            units = sorted(random.Random(0).sample(range(channels), min(6, channels)))
         self.units = list(units)
-        self.children = [self._controls, self._progress_row,
+        self._sync_picker()
+        top = [self._picker, self._controls] if picker else [self._controls]
+        self.children = [*top, self._progress_row,
                          widgets.HBox([self._strip_box, self._filters_box]),
                          widgets.HBox([self._loss_fig, self._acc_fig]),
                          widgets.HBox([self._change_fig, self._dead_fig]), self._status,
                          self._errors]
         self.add_class("epoch-scrubber")
         self._ready = True
-        self._worker.request("epoch", "scan")
+        self._worker.request("epoch", "scan", "change")
 
     # ------------------------------------------------------------------ traits
 
@@ -180,7 +182,8 @@ class EpochScrubber(widgets.VBox):
         channels = self._channels.get(self.layer, 0)
         bad = [u for u in units if not 0 <= u < channels]
         if bad or not units:
-            msg = f"units must be 1 or more of 0..{channels - 1} for layer {self.layer!r}"
+            msg = (f"units {units} do not fit layer {self.layer!r}: give 1 or more of "
+                   f"0..{channels - 1}")
             raise TraitError(msg)
         return units
 
@@ -202,6 +205,7 @@ class EpochScrubber(widgets.VBox):
             channels = self._channels[self.layer]
             if any(u >= channels for u in self.units):
                 self.units = [u for u in self.units if u < channels] or [0]
+        self._sync_picker()
         self._request("scan")
 
     def _request(self, *parts: str) -> None:
@@ -219,68 +223,82 @@ class EpochScrubber(widgets.VBox):
         self._stop.set()
 
     def close(self) -> None:
-        self._stop.set()
-        self._worker.close()
-        super().close()
+        """Stop the scan and the worker, free the caches and close every widget of the view."""
+        stop = getattr(self, "_stop", None)  # a failed constructor may not have made them
+        if stop is not None:
+            stop.set()
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            worker.close()
+        analysis = getattr(self, "analysis", None)
+        if analysis is not None:
+            analysis.clear()
+        close_widget_tree(self)
 
     def model(self, epoch: int) -> nn.Module | None:
-        """The model of a saved epoch (loaded once, kept), or None if it cannot be loaded."""
-        with self._lock:
-            if epoch not in self._models:
-                try:
-                    model = self.series.model(epoch)
-                    model.eval()
-                    self._models[epoch] = model
-                except DeepVisError as exc:
-                    self._models[epoch] = None
-                    self._failures[epoch] = str(exc)
-            return self._models[epoch]
+        """A new module with the weights of a saved epoch, or None if it cannot be loaded
+        (``scrubber.analysis.state_dict(epoch)`` gives the weights without a module)."""
+        return self.analysis.model(epoch)
 
     @property
     def available_epochs(self) -> list[int]:
-        """Saved epochs whose checkpoint loads."""
-        return [e for e in self.epochs if self.model(e) is not None]
+        """Saved epochs not known to be unreadable (each is tried when first needed; after a
+        full strip, every unreadable epoch is known)."""
+        return self.analysis.available_epochs
 
-    def save_png(self, path: str | Path) -> Path:
-        """Save the evolution strip and the current first-layer filters as one PNG."""
+    def save_png(self, path: str | os.PathLike[str]) -> Path:
+        """Save the labelled evolution strip (current epoch outlined) and the current
+        first-layer filters as one PNG.
+
+        Raises
+        ------
+        InvalidOptionError
+            For a path that does not end in ``.png``, names a folder, or cannot be written.
+        """
+        render.check_png_path(path)
         self.wait()
-        frames = [c.frame for c in (self._strip_canvas, self._filters_canvas)
-                  if c.frame is not None]
-        height = max(f.shape[0] for f in frames)
-        width = sum(f.shape[1] for f in frames) + 8 * (len(frames) - 1)
-        sheet = np.full((height, width, 4), 255, dtype=np.uint8)
-        x = 0
-        for frame in frames:
-            sheet[:frame.shape[0], x:x + frame.shape[1]] = frame
-            x += frame.shape[1] + 8
-        path = Path(path)
-        Image.fromarray(sheet, "RGBA").save(path)
-        return path
+        frames: list[npt.NDArray[np.uint8]] = []
+        labels: list[str] = []
+        strip = self.strip
+        if strip is not None:
+            picture = render.strip_picture(strip)
+            if self.epoch in strip.epochs:
+                box = render.StripLayout(len(strip.epochs), len(strip.units)).column_box(
+                    strip.epochs.index(self.epoch))
+                picture = render.outline(picture, box, render.HIGHLIGHT)
+            layout = render.StripLayout(len(strip.epochs), len(strip.units))
+            columns = [(layout.origin(e, 0)[1], f"ep {epoch}")
+                       for e, epoch in enumerate(strip.epochs)]
+            rows = [(layout.origin(0, u)[0] + CELL // 2, f"unit {unit}")
+                    for u, unit in enumerate(strip.units)]
+            frames.append(render.label_picture(picture, columns=columns, rows=rows))
+            labels.append(f"feature evolution: layer {strip.layer}, deconvnet | image patch; "
+                          f"epoch {self.epoch} outlined")
+        filters = self._filters_canvas.frame
+        if filters is not None:
+            frames.append(filters)
+            labels.append(f"first-layer filters ({self._conv_layers[0]}), epoch {self.epoch}")
+        return render.save_png_sheet(frames, path, labels=labels)
 
     def strip_picture(self) -> npt.NDArray[np.uint8] | None:
         """The evolution strip as drawn (RGBA), None before the first scan finished."""
         return self._strip_canvas.frame
 
     def weight_change(self) -> dict[str, tuple[list[int], list[float]]]:
-        """``{conv layer: (epochs, relative change from the previous available epoch)}``.
+        """``{conv layer: (epochs, relative change from the previous readable epoch)}``.
 
         The change is between consecutive *saved* epochs, ``||W_e - W_prev|| / ||W_e||``, as
         saved; divide by the epoch gap for a per-epoch rate when saves are unevenly spaced.
+        NaN where either epoch has non-finite weights.
         """
-        epochs = self.available_epochs
-        if len(epochs) < 2:
-            return {}
-        states = [self.model(e).state_dict() for e in epochs]  # type: ignore[union-attr]
-        keys = list(self._conv_keys.values())
-        change = relative_weight_change(states, keys)
-        return {layer: (epochs[1:], change[:, i].tolist())
-                for i, layer in enumerate(self._conv_keys)}
+        return self.analysis.weight_change()
 
     # ------------------------------------------------------------------ layout
 
-    def _build(self) -> None:
-        self._slider = widgets.IntSlider(0, 0, len(self.epochs) - 1, description="epoch step",
-                                         readout=False, continuous_update=True)
+    def _build(self, picker: bool) -> None:
+        self._slider = widgets.IntSlider(0, 0, len(self.epochs) - 1, description="saved epoch",
+                                         readout=False, continuous_update=True,
+                                         style={"description_width": "initial"})
         self._slider.add_class("e2e-epoch")
         self._play = widgets.Play(value=0, min=0, max=len(self.epochs) - 1, interval=700,
                                   description="play")
@@ -290,16 +308,35 @@ class EpochScrubber(widgets.VBox):
         self._epoch_label = widgets.HTML()
         self._epoch_label.add_class("e2e-epoch-label")
         self._controls = widgets.HBox([self._play, self._slider, self._epoch_label])
+        self._layer_picker = widgets.Dropdown(options=list(self._channels), description="layer")
+        self._layer_picker.add_class("e2e-strip-layer")
+        self._units_picker = widgets.IntsInput(value=[], min=0, description="units")
+        self._units_picker.add_class("e2e-strip-units")
+        self._layer_picker.observe(self._picked, names="value")
+        self._units_picker.observe(self._picked, names="value")
+        self._picker = widgets.HBox([self._layer_picker, widgets.Label("units"),
+                                     self._units_picker])
         self._progress = widgets.IntProgress(0, 0, 1, description="probe scan")
         self._progress.add_class("e2e-progress")
-        self._stop_button = widgets.Button(description="Stop", button_style="warning",
+        self._stop_button = widgets.Button(description="Stop", disabled=True,
+                                           tooltip="stop the probe-set scan",
                                            layout=widgets.Layout(width="70px"))
+        self._stop_button.add_class("e2e-stop")
         self._stop_button.on_click(lambda _b: self.stop())
         self._progress_row = widgets.HBox([self._progress, self._stop_button])
         self._strip_canvas = TileCanvas(CELL * 2, CELL, "e2e-strip")
-        self._strip_box = widgets.VBox([widgets.HTML(
-            "<b>feature evolution</b>: strongest probe-set activation per epoch "
-            "(deconvnet | image patch); red: the image changed"), self._strip_canvas])
+        self._strip_columns = widgets.HTML(layout=widgets.Layout(margin="0"))
+        self._strip_columns.add_class("e2e-strip-epochs")
+        self._strip_rows = widgets.HTML(layout=widgets.Layout(margin="0",
+                                                              width=f"{ROW_LABEL_WIDTH}px"))
+        self._strip_rows.add_class("e2e-strip-units-labels")
+        self._strip_canvas.layout.margin = "0"
+        self._strip_box = widgets.VBox([
+            widgets.HTML("<b>feature evolution</b>: strongest probe-set activation per epoch "
+                         "(deconvnet | image patch); red bar: the image changed; red stripes: "
+                         "non-finite"),
+            self._strip_columns,
+            widgets.HBox([self._strip_rows, self._strip_canvas])])
         self._filters_canvas = TileCanvas(CELL, CELL, "e2e-filters")
         self._filters_box = widgets.VBox([widgets.HTML("<b>first-layer filters</b>"),
                                           self._filters_canvas])
@@ -309,7 +346,8 @@ class EpochScrubber(widgets.VBox):
         self._acc_fig, self._acc_marker = self._figure(
             "accuracy", {k: v for k, v in curves.items() if "acc" in k}, "e2e-acc")
         self._change_fig, self._change_marker = self._figure(
-            "relative weight change", self.weight_change(), "e2e-change")
+            "relative weight change", {name: ([], []) for name in self._conv_layers},
+            "e2e-change")
         self._dead_fig, self._dead_marker = self._figure(
             "dead units", {name: ([], []) for name in self._conv_layers}, "e2e-dead")
         self._status = widgets.HTML()
@@ -351,6 +389,30 @@ class EpochScrubber(widgets.VBox):
     def _slider_moved(self, change: Any) -> None:
         self.epoch = self.epochs[int(change["new"])]
 
+    def _picked(self, change: Any) -> None:
+        """The layer / unit picker changed: set the traits (a refused value puts the picker
+        back and says why in the status line)."""
+        try:
+            with self.hold_trait_notifications():
+                layer = self._layer_picker.value
+                if layer != self.layer:
+                    self.layer = layer
+                if change["owner"] is self._units_picker and list(change["new"]) != self.units:
+                    self.units = list(change["new"])
+        except TraitError as exc:
+            self._status.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+            self._sync_picker()
+
+    def _sync_picker(self) -> None:
+        """Show the traits in the picker (without calling back)."""
+        if not hasattr(self, "_layer_picker"):
+            return
+        if self._layer_picker.value != self.layer and self.layer in self._channels:
+            self._layer_picker.value = self.layer
+        self._units_picker.max = self._channels.get(self.layer, 1) - 1
+        if list(self._units_picker.value) != list(self.units):
+            self._units_picker.value = list(self.units)
+
     def _move_markers(self) -> None:
         for marker in (self._loss_marker, self._acc_marker, self._change_marker,
                        self._dead_marker):
@@ -360,104 +422,98 @@ class EpochScrubber(widgets.VBox):
         if self.strip is None or self.epoch not in self.strip.epochs:
             self._strip_canvas.highlight(None)
             return
-        column = self.strip.epochs.index(self.epoch)
-        height = self._strip_canvas.frame.shape[0] if self._strip_canvas.frame is not None else 0
-        self._strip_canvas.highlight((column * (2 * CELL + 4), 0, 2 * CELL, height))
+        layout = render.StripLayout(len(self.strip.epochs), len(self.strip.units))
+        self._strip_canvas.highlight(layout.column_box(self.strip.epochs.index(self.epoch)))
 
     # ------------------------------------------------------------------ work
-
-    def _image(self, index: int) -> torch.Tensor:
-        return self.dataset[index]
-
-    def _first_available_model(self) -> nn.Module:
-        for epoch in self.epochs:
-            model = self.model(epoch)
-            if model is not None:
-                return model
-        msg = f"no checkpoint of the series loads: {self._failures}"
-        raise InvalidOptionError(msg)
 
     def _render(self, parts: set[str]) -> None:
         if "epoch" in parts:
             self._draw_filters()
-            missing = self._failures.get(self.epoch)
-            if missing:
-                self._status.value = (f"<span style='color:#b00'>epoch {self.epoch} is "
-                                      f"unavailable: {missing}</span>")
+            self._show_status()
         if "scan" in parts:
             self._scan_all()
+        if "change" in parts:
+            self._set_curves(self._change_fig, self.analysis.weight_change())
 
-    def _scan(self, epoch: int) -> dict[str, TopK]:
-        """Top-1 scans of every conv layer and the strip's layer at ``epoch`` (cached)."""
-        layers = list(dict.fromkeys([*self._conv_layers, self.layer]))
-        todo = [name for name in layers if (epoch, name) not in self._scans]
-        if todo:
-            model = self.model(epoch)
-            assert model is not None
-            found = top_k_many(Probe(model), self.dataset, todo, 1, batch_size=self.batch_size,
-                               limit=self.probe_size)
-            for name, result in found.items():
-                self._scans[(epoch, name)] = result
-        return {name: self._scans[(epoch, name)] for name in layers}
+    def _set_running(self, running: bool) -> None:
+        """The Stop button is live (and red) only while a scan runs."""
+        with self._stop_button.hold_sync():
+            self._stop_button.disabled = not running
+            self._stop_button.button_style = "danger" if running else ""
 
     def _scan_all(self) -> None:
-        """Scan every available epoch (progress shown, Stop honoured), then draw the results."""
+        """Compute the strip over every readable epoch (progress shown, Stop honoured), then
+        draw it with the dead-unit curves."""
         self._stop.clear()
-        self._stop_button.disabled = False
-        epochs = self.available_epochs
-        layer, units = self.layer, tuple(self.units)
+        layer, units = self.layer, list(self.units)
+        epochs = self.analysis.available_epochs
         self._progress.max, self._progress.value = len(epochs), 0
-        rows: list[tuple[int, EvolutionRow]] = []
-        for epoch in epochs:
-            if self._stop.is_set():
-                break
-            scans = self._scan(epoch)
-            key = (epoch, layer, units)
-            if key not in self._rows:
-                model = self.model(epoch)
-                assert model is not None
-                self._rows[key] = evolution_row(Probe(model), self.dataset, scans[layer], units)
-            rows.append((epoch, self._rows[key]))
-            self._progress.value += 1
-        self._stop_button.disabled = True
-        if not rows:
-            return
-        self.strip = assemble_strip(layer, units, rows)
-        done = [e for e, _ in rows]
-        self.dead = {name: (done, [self._scans[(e, name)].dead_fraction() for e in done])
-                     for name in self._conv_layers}
-        self._set_curves(self._dead_fig, self.dead)
-        self._strip_canvas.show(self._strip_frame(self.strip))
-        self._highlight_column()
-        stopped = " (stopped)" if len(rows) < len(epochs) else ""
-        self._status.value = (f"scanned {len(rows)} of {len(epochs)} epochs on "
-                              f"{min(self.probe_size, len(self.dataset))} probe images"
-                              f"{stopped}; layer <b>{layer}</b> units {list(units)}")
 
-    def _strip_frame(self, strip: EvolutionStrip) -> npt.NDArray[np.uint8]:
-        """Rows = units, columns = epochs; each cell = projection crop | image patch."""
-        gap = 4
-        width = len(strip.epochs) * (2 * CELL + gap) - gap
-        height = len(strip.units) * (CELL + gap) - gap
-        sheet = np.full((height, width, 3), 255, dtype=np.uint8)
-        for e in range(len(strip.epochs)):
-            for u in range(len(strip.units)):
-                top, left = u * (CELL + gap), e * (2 * CELL + gap)
-                projection = render.projection_picture(strip.projections[e][u])
-                patch = render.image_to_uint8(strip.patches[e][u])
-                sheet[top:top + CELL, left:left + CELL] = render.resize_nearest(
-                    projection, CELL, CELL)
-                sheet[top:top + CELL, left + CELL:left + 2 * CELL] = render.resize_nearest(
-                    patch, CELL, CELL)
-                if strip.changed[e, u]:
-                    sheet[top:top + CELL, left:left + 2] = (220, 0, 0)
-        return render.to_rgba(sheet)
+        def on_epoch(done: int, _total: int) -> bool:
+            self._progress.value = done
+            return not self._stop.is_set()
+
+        self._set_running(True)
+        try:
+            strip = self.analysis.strip(layer, units, epochs=epochs, callback=on_epoch)
+        finally:
+            self._set_running(False)
+        if strip is None:
+            return
+        self.strip = strip
+        self.dead = self.analysis.dead(strip.epochs)
+        self._set_curves(self._dead_fig, self.dead)
+        self._draw_strip(strip)
+        stopped = " (stopped)" if self._stop.is_set() else ""
+        readable = self.analysis.available_epochs
+        unreadable = len(self.epochs) - len(readable)
+        skipped = f", {unreadable} unreadable" if unreadable else ""
+        note = (f"scanned {len(strip.epochs)} of {len(epochs)} epochs{skipped} on "
+                f"{self.probe_size} probe images{stopped}; layer <b>{layer}</b> units {units}")
+        if strip.notes:
+            listed = "<br>".join(html.escape(n) for n in strip.notes)
+            note += ("<br><span style='color:#b00'>non-finite results (red stripes in the "
+                     f"strip):<br>{listed}</span>")
+        self._scan_note = note
+        self._show_status()
+
+    def _draw_strip(self, strip: EvolutionStrip) -> None:
+        self._strip_canvas.show(render.strip_picture(strip))
+        self._highlight_column()
+        width = render.StripLayout(1, 1).column_width
+        cells = "".join(
+            f"<div style='width:{width}px;flex:none;text-align:center;overflow:hidden'>"
+            f"ep {epoch}</div>" for epoch in strip.epochs)
+        self._strip_columns.value = (
+            f"<div style='display:flex;gap:{GAP}px;margin-left:{ROW_LABEL_WIDTH}px;"
+            f"font-size:11px;line-height:14px'>{cells}</div>")
+        rows = "".join(
+            f"<div style='height:{CELL}px;line-height:{CELL}px;white-space:nowrap'>"
+            f"unit {unit}</div>" for unit in strip.units)
+        self._strip_rows.value = (f"<div style='display:flex;flex-direction:column;gap:{GAP}px;"
+                                  f"font-size:11px'>{rows}</div>")
+
+    def _show_status(self) -> None:
+        """The scan summary, plus a line about the epoch shown when it has a problem (cleared
+        as soon as a good epoch is shown)."""
+        problem = self.analysis.problem(self.epoch)
+        lines = [self._scan_note] if self._scan_note else []
+        if problem and self.epoch in self.analysis.failures:
+            lines.append(f"<span style='color:#b00'>epoch {self.epoch} is unavailable: "
+                         f"{html.escape(problem)}</span>")
+        elif problem:
+            lines.append(f"<span style='color:#b00'>epoch {self.epoch} diverged: "
+                         f"{html.escape(problem)}</span>")
+        self._status.value = "<br>".join(lines)
 
     def _draw_filters(self) -> None:
-        model = self.model(self.epoch)
-        if model is None or not self._conv_layers:
+        if not self._conv_layers:
             return
-        weight = model.get_submodule(self._conv_layers[0]).weight.detach()  # (O, I, k, k)
+        state = self.analysis.state_dict(self.epoch)
+        if state is None:
+            return
+        weight = state[self.analysis.conv_keys[self._conv_layers[0]]]  # (O, I, k, k)
         pictures = np.stack([render.projection_picture(w) for w in weight])
         size = max(8, min(24, 192 // math.ceil(math.sqrt(len(pictures)))))
         tiles = np.stack([render.resize_nearest(p, size, size) for p in pictures])
@@ -465,4 +521,5 @@ class EpochScrubber(widgets.VBox):
                                                                   background=255)))
 
     def _show_error(self, exc: BaseException) -> None:
+        self._set_running(False)
         report_error(self._errors, exc, self._status)

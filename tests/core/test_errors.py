@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -122,3 +124,141 @@ def test_device_mismatch() -> None:
 def test_coverage_without_input() -> None:
     with pytest.raises(errors.InvalidInputError, match=r"coverage\(\) needs an input"):
         dv.Probe(ConvReluPool()).coverage()
+
+
+@pytest.mark.parametrize(("device", "pattern"), [
+    ("bogus", r"device must be a torch device such as 'cpu'.*got 'bogus'"),
+    (3.5, r"device must be a torch device .*got 3.5"),
+    ([0], r"device must be a torch device .*got \[0\]"),
+])
+def test_unknown_device(device: object, pattern: str) -> None:
+    with pytest.raises(errors.InvalidOptionError, match=pattern) as info:
+        dv.Probe(ConvReluPool(), device=device)  # type: ignore[arg-type]
+    assert info.value.__cause__ is not None
+
+
+@pytest.mark.parametrize("shape", [(3, -12, 12), (3, 12.0, 12), ("3", 12, 12), (3, 0, 12),
+                                   (3, 12), (True, 12, 12), 12, "3x12x12"])
+def test_bad_input_shape(shape: object) -> None:
+    with pytest.raises(errors.InvalidOptionError,
+                       match=r"input_shape must be \(C, H, W\), three positive ints .*got "):
+        dv.Probe(ConvReluPool(), input_shape=shape)  # type: ignore[arg-type]
+
+
+def test_input_shape_may_be_a_torch_size_or_have_a_batch() -> None:
+    assert dv.Probe(ConvReluPool(), input_shape=torch.Size([3, 8, 8])).layer("5").shape == (5, 2, 2)
+    assert dv.Probe(ConvReluPool(), input_shape=(2, 3, 8, 8)).layer("5").shape == (5, 2, 2)
+
+
+@pytest.mark.parametrize(("x", "pattern"), [
+    (torch.empty(3, 12, 12, device="meta"), r"x is on the meta device, which holds no values"),
+    (torch.randn(3, 12, 12).to_sparse(), r"x is a sparse tensor \(layout torch.sparse_coo\); "
+                                         r"pass a dense image, e.g. x.to_dense\(\)"),
+    (torch.zeros(0, 3, 12, 12), r"the batch \(or the image\) is empty"),
+    (torch.zeros(3, 0, 12), r"x has shape \(1, 3, 0, 12\): the batch \(or the image\) is empty"),
+])
+def test_tensors_without_values(probe: dv.Probe, x: torch.Tensor, pattern: str) -> None:
+    with pytest.raises(errors.InvalidInputError, match=pattern):
+        probe.activations(x)
+
+
+def test_a_model_on_the_meta_device() -> None:
+    with pytest.raises(errors.UnsupportedModelError, match=r"on the meta device.*to_empty"):
+        dv.Probe(ConvReluPool().to("meta"))
+
+
+def test_an_error_inside_preprocess_is_wrapped_with_its_cause() -> None:
+    def preprocess(image: object) -> torch.Tensor:
+        msg = "not an RGB image"
+        raise ValueError(msg)
+
+    probe = dv.Probe(ConvReluPool(), preprocess=preprocess)
+    with pytest.raises(errors.InvalidInputError,
+                       match=r"preprocess raised ValueError on a list input: not an RGB image"
+                       ) as info:
+        probe.activations([[1, 2]])
+    assert isinstance(info.value.__cause__, ValueError)
+    with pytest.raises(errors.InvalidOptionError, match=r"preprocess must be a callable .*got 3"):
+        dv.Probe(ConvReluPool(), preprocess=3)  # type: ignore[arg-type]
+
+
+def test_a_1d_model_is_refused_plainly() -> None:
+    model = nn.Sequential(nn.Conv1d(2, 4, 3), nn.ReLU(), nn.Conv1d(4, 4, 3))
+    with pytest.raises(errors.UnsupportedModelError,
+                       match=r"1-D inputs are not supported: .* layer '0' is a Conv1d"):
+        dv.Probe(model)
+    with pytest.raises(errors.UnsupportedModelError, match=r"3-D inputs are not supported"):
+        dv.Probe(nn.Sequential(nn.Conv3d(1, 2, 3)))
+
+
+def test_a_1d_convolution_reached_by_an_image_is_named() -> None:
+    class Mixed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.seq = nn.Conv1d(4, 2, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.seq(self.conv(x))
+
+    with pytest.raises(errors.UnsupportedModelError,
+                       match=r"1-D inputs are not supported: .* layer 'seq' is a Conv1d"):
+        dv.Probe(Mixed()).activations(X)
+
+
+def test_layers_of_the_wrong_type(probe: dv.Probe) -> None:
+    with pytest.raises(errors.LayerNotFoundError, match=r"layer must be a layer name .*got 3"):
+        probe.activations(X, layers=3)  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidOptionError,
+                       match=r"method must be one of .*got \['gradient'\]"):
+        probe.project(X, "fc", 0, method=["gradient"])  # type: ignore[arg-type]
+
+
+def test_a_failed_call_never_breaks_later_calls() -> None:
+    """After each kind of failure (bad input, the model raising, preprocess raising, a bad
+    unit, a scan's reduce raising) the same probe answers exactly like a fresh one."""
+
+    class Flaky(ConvReluPool):
+        fail = False  # on the class: the probe's copy of the model sees it too
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if Flaky.fail:
+                msg = "flaky"
+                raise RuntimeError(msg)
+            return super().forward(x)
+
+    def preprocess(image: object) -> torch.Tensor:
+        if image == "bad":
+            msg = "unreadable"
+            raise OSError(msg)
+        return X
+
+    def boom(output: torch.Tensor) -> torch.Tensor:
+        msg = "reduce failed"
+        raise ValueError(msg)
+
+    model = Flaky(seed=0)
+    probe = dv.Probe(model, preprocess=preprocess)
+    x = torch.randn(3, 12, 12)
+    failures = [
+        lambda: probe.project(x, "3", 99),
+        lambda: probe.project(x * float("nan"), "3", 0),
+        lambda: probe.activations("bad"),
+        lambda: probe.reduce_batch(x[None], ["1"], boom),
+        lambda: probe.project(x + 1, "no.such", 0),
+    ]
+    for index, fail in enumerate(failures):
+        with pytest.raises(dv.DeepVisError):
+            fail()
+        Flaky.fail = index % 2 == 0
+        expect = pytest.raises(errors.ModelForwardError, match="flaky")
+        with expect if Flaky.fail else contextlib.nullcontext():
+            probe.project(x + 10 + index, "4", [0, 2], method="guided")  # a new image
+        Flaky.fail = False
+        fresh = dv.Probe(model, preprocess=preprocess)
+        assert torch.equal(probe.project(x, "4", [0, 2], method="guided"),
+                           fresh.project(x, "4", [0, 2], method="guided"))
+        assert probe.layers == fresh.layers
+        assert torch.equal(probe.activations("ok")["5"], fresh.activations("ok")["5"])
+        assert probe.coverage() == fresh.coverage(X)
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -12,8 +13,10 @@ from ipydeepvis import errors
 from ipydeepvis.core.evolution import (
     conv_weight_keys,
     evolution_strip,
+    nonfinite_report,
     relative_weight_change,
     support_box,
+    weight_change_between,
 )
 from tests.nets import ConvReluPool
 
@@ -63,7 +66,8 @@ def test_relative_weight_change_by_hand() -> None:
     b = {"w": torch.tensor([3.0, 0.0])}
     c = {"w": torch.tensor([0.0, 0.0])}
     change = relative_weight_change([a, b, c], ["w"])
-    assert change.tolist() == [[4.0 / 3.0], [0.0]]
+    assert change.tolist() == [[4.0 / 3.0], [math.inf]]  # all weights gone: not "no change"
+    assert relative_weight_change([c, c], ["w"]).tolist() == [[0.0]]
     with pytest.raises(errors.InvalidOptionError, match="at least two saved epochs"):
         relative_weight_change([a], ["w"])
     assert conv_weight_keys(ConvReluPool()) == {"0": "0.weight", "3": "3.weight"}
@@ -78,3 +82,22 @@ def test_support_box_is_a_square_around_the_signal() -> None:
     q = torch.zeros(1, 10, 10)
     q[0, 0, 9] = 1.0
     assert support_box(q, minimum=4) == (0, 6, 4, 10)  # pushed inside the image
+
+
+def test_nonfinite_weights_give_nan_change_not_zero() -> None:
+    """Bug 6: a diverged epoch's weight change is unknown (NaN), before and after it."""
+    good = {"w": torch.tensor([3.0, 4.0])}
+    nan = {"w": torch.tensor([float("nan"), 4.0])}
+    inf = {"w": torch.tensor([float("inf"), 0.0])}
+    change = relative_weight_change([good, nan, good, inf], ["w"])
+    assert all(math.isnan(v) for v in change.flatten().tolist())
+    assert weight_change_between(good["w"], good["w"] * 2) == pytest.approx(0.5)
+    assert nonfinite_report(good) == ""
+    report = nonfinite_report({"a.weight": torch.tensor([1.0, float("nan"), float("inf")]),
+                               "a.bias": torch.ones(2), "steps": torch.tensor(3)})
+    assert report == "non-finite weights in a.weight (2 of 3 values)"
+
+
+def test_support_box_of_a_nan_projection_is_the_whole_image() -> None:
+    p = torch.full((3, 6, 7), float("nan"))
+    assert support_box(p) == (0, 0, 6, 7)

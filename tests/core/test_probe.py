@@ -12,7 +12,8 @@ from tests.nets import ConvReluPool, SharedRelu
 
 
 class Counter:
-    """Counts calls of a module with a hook the probe must leave in place."""
+    """Counts calls of a module with a hook the probe must leave in place (the probe's shadow
+    copy of the module calls the same hook)."""
 
     def __init__(self, module: nn.Module) -> None:
         self.count = 0
@@ -187,3 +188,141 @@ def test_replaced_or_reloaded_weights_run_the_model_again() -> None:
     probe.activations(x)
     assert counter.count == 3
     assert not torch.equal(first, second)
+
+
+def _head_model() -> nn.Sequential:
+    model = nn.Sequential(ConvReluPool(seed=0), nn.Flatten())
+    model.add_module("fc", nn.Linear(5 * 3 * 3, 4))
+    return model
+
+
+def _same_as_fresh(probe: dv.Probe, x: torch.Tensor) -> None:
+    """The probe serves exactly what a probe built now would serve: layers, values, projections."""
+    fresh = dv.Probe(probe.model)
+    got, expected = probe.activations(x), fresh.activations(x)
+    assert probe.layers == fresh.layers and got.keys() == expected.keys()
+    assert all(torch.equal(got[name], expected[name]) for name in got)
+    for layer in probe.layers:
+        units = [0, (layer.channels or 1) - 1]
+        assert torch.equal(probe.project(x, layer.name, units), fresh.project(x, layer.name, units))
+
+
+def test_a_replaced_layer_is_served_not_the_old_one() -> None:
+    model = _head_model()
+    probe = dv.Probe(model, input_shape=(3, 12, 12))
+    x = torch.randn(3, 12, 12)
+    old = probe.activations(x)
+    model[0][3] = nn.Conv2d(4, 5, 1)  # same shapes: only the values can tell
+    assert not torch.equal(probe.activations(x)["0.3"], old["0.3"])
+    _same_as_fresh(probe, x)
+    model[0][3] = nn.Conv2d(4, 6, 3, padding=1)  # a different width, down to the head
+    model.fc = nn.Linear(6 * 3 * 3, 9)
+    assert probe.layer("fc").channels == 9 and probe.layer("0.3").channels == 6
+    assert probe.output(x).shape == (1, 9)
+    _same_as_fresh(probe, x)
+
+
+def test_a_new_head_and_a_replaced_parameter_are_served() -> None:
+    model = _head_model()
+    probe = dv.Probe(model)
+    x = torch.randn(3, 12, 12)
+    probe.project(x, "fc", [0, 3])
+    model.fc = nn.Linear(5 * 3 * 3, 2)  # fine-tuning a new head
+    assert probe.project(x, "fc", [0, 1]).shape == (2, 3, 12, 12)
+    with pytest.raises(dv.errors.UnitOutOfRangeError, match="which has 2 units"):
+        probe.project(x, "fc", 3)
+    model[0][0].weight = nn.Parameter(torch.ones_like(model[0][0].weight))
+    _same_as_fresh(probe, x)
+    del model.fc  # a removed layer is no longer listed
+    assert "fc" not in [layer.name for layer in probe.layers]
+    with pytest.raises(dv.errors.LayerNotFoundError, match="'fc' is not a layer"):
+        probe.project(x, "fc", 0)
+
+
+@pytest.mark.parametrize("wrap", [nn.DataParallel, lambda m: nn.DataParallel(nn.DataParallel(m))])
+def test_data_parallel_is_a_container_not_a_layer(wrap: object) -> None:
+    model = _head_model()
+    wrapped = wrap(model)  # type: ignore[operator]
+    probe = dv.Probe(wrapped, input_shape=(3, 12, 12))
+    plain = dv.Probe(model, input_shape=(3, 12, 12))
+    assert probe.model is wrapped
+    assert probe.layers == plain.layers and not any("module" in la.name for la in probe.layers)
+    x = torch.randn(3, 12, 12)
+    assert torch.equal(probe.project(x, "0.3", [1, 2]), plain.project(x, "0.3", [1, 2]))
+
+
+@pytest.mark.slow  # importing torch._dynamo takes seconds
+def test_torch_compile_runs_the_model_it_wraps() -> None:
+    model = _head_model()
+    compiled = torch.compile(model)
+    probe = dv.Probe(compiled, input_shape=(3, 12, 12))
+    plain = dv.Probe(model, input_shape=(3, 12, 12))
+    assert probe.layers == plain.layers
+    assert not any("_orig_mod" in layer.name for layer in probe.layers)
+    x = torch.randn(3, 12, 12)
+    for method in ["deconvnet", "guided"]:
+        assert torch.equal(probe.project(x, "0.4", [0, 3], method=method),
+                           plain.project(x, "0.4", [0, 3], method=method))
+    assert torch.equal(probe.output(x), plain.output(x))
+    # a compiled block inside a model runs eagerly, named without _orig_mod
+    model[0] = torch.compile(model[0])
+    assert [la.name for la in plain.layers] == [la.name for la in probe.layers]
+    assert torch.equal(plain.project(x, "0.4", 1), probe.project(x, "0.4", 1))
+
+
+def test_clear_forgets_the_pass_and_keeps_working() -> None:
+    model = ConvReluPool(seed=0)
+    probe = dv.Probe(model, input_shape=(3, 12, 12))
+    counter = Counter(model)
+    x = torch.randn(3, 12, 12)
+    first = probe.project(x, "4", [0, 3])
+    layers = probe.layers
+    probe.clear()
+    assert probe.layers == layers  # the tree did not change: the traced layers stay
+    assert torch.equal(probe.project(x, "4", [0, 3]), first)
+    assert counter.count == 2  # the pass was forgotten: the model ran again
+
+
+class _MovesItsWeights(ConvReluPool):
+    """Bumps a weight in place during its first ``moves`` forwards (at ``when``: in the forward,
+    or in the backward through it), as a training step in another thread would."""
+
+    moves = 0
+    when = "forward"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cls = _MovesItsWeights
+
+        def bump(*_: object) -> None:
+            if cls.moves > 0:
+                cls.moves -= 1
+                with torch.no_grad():
+                    self[3].weight.mul_(1.0)  # same values, a new version: the key moves
+
+        for index, module in enumerate(self):
+            x = module(x)
+            if index == 3 and cls.when == "forward":
+                bump()
+            if index == 3 and cls.when == "backward" and x.requires_grad:
+                # before the conv's own backward reads its saved weight: autograd would raise
+                # "modified by an inplace operation"
+                x.register_hook(bump)
+        return x
+
+
+@pytest.mark.parametrize("when", ["forward", "backward"])
+def test_a_call_whose_weights_moved_runs_again(when: str) -> None:
+    model = _MovesItsWeights(seed=0)
+    _MovesItsWeights.when, _MovesItsWeights.moves = when, 0
+    probe = dv.Probe(model, input_shape=(3, 12, 12))
+    x = torch.randn(3, 12, 12)
+    expected = dv.Probe(model).project(x, "4", [0, 2])
+    _MovesItsWeights.moves = 2  # two attempts see the weights move, the third one is clean
+    assert torch.equal(probe.project(x, "4", [0, 2]), expected)
+    assert _MovesItsWeights.moves == 0
+    _MovesItsWeights.moves = 100  # moving all the time: refused plainly, nothing raw
+    with pytest.raises(dv.errors.WeightsChangedError,
+                       match=r"weights changed during each of 4 attempts .*training loop"):
+        probe.project(x + 1, "4", [0, 2])
+    _MovesItsWeights.moves = 0
+    assert torch.equal(probe.project(x, "4", [0, 2]), expected)  # and usable afterwards

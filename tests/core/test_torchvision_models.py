@@ -97,7 +97,9 @@ MODELS = {
 }
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[] if name == "embedded" else [pytest.mark.slow]) for name in MODELS
+])
 def test_torchvision_projection_equals_independent_autograd(name: str) -> None:
     make, size, layers = MODELS[name]
     torch.manual_seed(0)
@@ -134,3 +136,20 @@ def test_resnet_layers_list_every_call_of_the_shared_relu() -> None:
         "layer1.0.relu:2")
     assert probe.layer("layer4.1.relu:2").shape == (512, 2, 2)
     assert probe.layer("fc").shape == (10,) and probe.layer("fc").kind == "linear"
+
+
+def test_resnet_fine_tuned_head_is_served_like_a_fresh_probe() -> None:
+    """Fine-tuning swaps ResNet's ``fc`` (and DataParallel wraps it): the probe follows."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10)
+    before_wrap = dv.Probe(model, input_shape=(3, 64, 64))
+    probe = dv.Probe(nn.DataParallel(model), input_shape=(3, 64, 64))
+    assert probe.layers == before_wrap.layers
+    x = torch.rand(3, 64, 64)
+    probe.project(x, "fc", [0, 9])
+    model.fc = nn.Linear(512, 3)
+    assert probe.layer("fc").channels == 3 and probe.output(x).shape == (1, 3)
+    fresh = dv.Probe(model)
+    for layer in ["fc", "layer4.1.relu:2"]:
+        torch.testing.assert_close(probe.project(x, layer, [0, 2]), fresh.project(x, layer, [0, 2]),
+                                   rtol=0, atol=0)

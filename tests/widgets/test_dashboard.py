@@ -19,15 +19,29 @@ from ipydeepvis import render
 from tests.nets import ConvReluPool, assert_same_state, model_state
 
 
+class _Calls:
+    """A call counter that the probe's shadow copy of the model shares (copying returns it)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __deepcopy__(self, memo: dict[int, object]) -> _Calls:
+        return self
+
+
 class Classifier(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = ConvReluPool(pool=(2, 2), channels=(3, 8, 12), seed=1)
         self.fc = nn.Linear(12 * 4 * 4, 5)
-        self.forwards = 0
+        self.calls = _Calls()
+
+    @property
+    def forwards(self) -> int:
+        return self.calls.count
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.forwards += 1
+        self.calls.count += 1
         return self.fc(self.features(x).flatten(1))
 
 

@@ -235,10 +235,8 @@ def test_save_png_writes_labels_and_the_highlights(tmp_path: Path) -> None:
     assert (title[..., :3] < 100).any(axis=2).sum() > 100  # text is written there
     frames, x = view.frames, 0
     grid_box, unit_box = view._grid_canvas.highlight_box, view._unit_canvas.highlight_box
-    expected = [render.draw_ring(frames["input"], None),
-                render.draw_ring(frames["grid"], grid_box),
-                render.draw_ring(frames["unit"], unit_box, (0, 229, 255, 255)),
-                frames["projection"]]
+    expected = [frames["input"], render.outline(frames["grid"], grid_box),
+                render.outline(frames["unit"], unit_box, (0, 229, 255)), frames["projection"]]
     for frame in expected:
         height, width = frame.shape[:2]
         assert (sheet[line:2 * line, x:x + width, :3] < 100).any()  # a caption above

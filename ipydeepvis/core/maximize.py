@@ -1,0 +1,830 @@
+"""Regularized optimization (Yosinski et al. 2015): the image a unit would most like to see.
+
+:func:`maximize` runs gradient ascent on an input image to drive one unit (or N units, as
+one batch of N images) as high (or low) as it goes, with the paper's regularizers between
+steps. Each iteration does, in the order of the deep-visualization-toolbox's
+``optimize/gradient_optimizer.py``:
+
+1. clip the image to the valid range (0..1 pixels);
+2. forward, stopping at the layer; the objective is the unit's raw (pre-ReLU) value at its
+   position (the centre by default);
+3. backward from that unit only, to the image parameters;
+4. learning rate: ``constant``, or ``progress``: ``min(max_lr, desired_prog / ||g||^2)`` (a
+   linear model of the objective then predicts a gain of ``desired_prog``);
+5. step ``x += lr * g``; L2 decay; Gaussian blur every ``blur_every`` steps; clip small-norm
+   pixels; clip small-contribution pixels (a clipped pixel takes the mean colour). No step
+   and no regularizer after the last forward, so the last values recorded are the image's.
+
+The images start at the mean colour plus seeded Gaussian noise. The result keeps the best
+image of each unit (highest objective), the last one, and the per-step history.
+
+Units and scales: the paper's Table 1
+-------------------------------------
+The toolbox worked in Caffe's input space: BGR pixels on a 0..255 scale minus the data mean,
+``c = 255 * x - mean``, where ``x`` is our 0..1 pixel. Decay, blur width and both percentile
+clips do not depend on that scale (they are relative, or in pixels), but a learning rate does.
+A step ``dc = lr_c * dA/dc`` in Caffe units is, with ``dA/dc = (dA/dx) / 255`` and
+``dx = dc / 255``, the step ``dx = (lr_c / 255**2) * dA/dx`` in pixels; so
+
+    lr_x = lr_c / 255**2          (lr 100 -> 0.001538 per unit of 0..1 pixel space).
+
+Here the optimization always runs on 0..1 pixels, before the model's own ``preprocess``
+(normalization), so this one translation holds for every model. Expressed in the input space of
+a model that normalises, ``z = (x - mean) / std``, the same step is ``dz = lr_z * dA/dz`` with
+``lr_z = lr_c / (255 * std)**2`` (lr 100 -> 0.0304 for torchvision's std of about 0.225);
+:func:`caffe_lr` computes both. The ``progress`` policy needs no translation but for its
+``max_lr`` cap, because ``desired_prog`` is in units of the objective. The start noise,
+``N(0, 10^2)`` in Caffe units, is ``N(0, (10/255)^2)`` in pixels.
+
+Those constant learning rates were tuned on Caffe AlexNet's activation scale. On a small
+network whose units respond more weakly to pixels, the literal step can be too small to beat
+the regularizers (preset 3's blur then wins and the image stays grey). The presets stay literal;
+``lr_scale`` multiplies ``lr`` and ``max_lr`` by a number, or, with ``lr_scale="auto"``,
+calibrates them once per unit at the first step so that the first step would gain
+``desired_prog`` under the linear model (the ``progress`` rule, used once and then held
+constant): ``lr_scale = desired_prog / (lr * ||g_0||^2)``, or 1 if the literal step already
+does that much. See the notebook ``maximize.ipynb`` for what each literal preset does on the
+embedded net and on a torchvision model.
+
+Beyond the paper (off in the presets): Lucid's random jitter / scale / rotation per step and an
+FFT parameterization with colour decorrelation (see
+:mod:`~ipydeepvis.core.parametrization` and :mod:`~ipydeepvis.core.transforms`).
+
+The user's model is never touched: everything runs on a
+:class:`~ipydeepvis.core.shadow.ModelShadow` that shares its weights, in eval mode, with one
+forward hook that lives for the call; gradients are taken with :func:`torch.autograd.grad` with
+respect to the image only, so no parameter's ``.grad`` changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from ..errors import InvalidOptionError, ModelForwardError, UnsupportedModelError
+from .parametrization import PARAMETRIZATIONS, Parametrization, centre_position
+from .probe import Probe
+from .regularizers import clip_small_contrib, clip_small_norm, decay, gaussian_blur
+from .seeds import check_position, check_units
+from .shadow import ModelShadow
+from .transforms import random_transform
+
+__all__ = [
+    "CAFFE_SCALE",
+    "INITS",
+    "LR_POLICIES",
+    "PRESETS",
+    "MaximizeHistory",
+    "MaximizeParams",
+    "MaximizeResult",
+    "MaximizeState",
+    "caffe_lr",
+    "maximize",
+    "maximize_params",
+]
+
+CAFFE_SCALE = 255.0
+"""Caffe pixel units per unit of our 0..1 pixels."""
+
+LR_POLICIES: tuple[str, ...] = ("constant", "progress")
+INITS: tuple[str, ...] = ("mean_plus_rand", "mean", "randu")
+DIRECTIONS: tuple[str, ...] = ("max", "min")
+
+PRESETS: dict[int, dict[str, Any]] = {
+    1: {"decay": 0.0, "blur_sigma": 0.5, "blur_every": 4, "norm_pct": 50.0, "contrib_pct": 0.0,
+        "steps": 500, "lr_policy": "progress", "max_lr": 100.0, "desired_prog": 2.0},
+    2: {"decay": 0.3, "blur_sigma": 0.0, "blur_every": 0, "norm_pct": 20.0, "contrib_pct": 0.0,
+        "steps": 750, "lr_policy": "constant", "lr": 100.0},
+    3: {"decay": 0.0001, "blur_sigma": 1.0, "blur_every": 4, "norm_pct": 0.0,
+        "contrib_pct": 0.0, "steps": 1000, "lr_policy": "constant", "lr": 100.0},
+    4: {"decay": 0.0, "blur_sigma": 0.5, "blur_every": 4, "norm_pct": 0.0, "contrib_pct": 90.0,
+        "steps": 1000, "lr_policy": "progress", "max_lr": 1e8, "desired_prog": 2.0},
+}
+"""Table 1 of Yosinski et al. (2015) with the README's iterations and learning rates, in the
+toolbox's own (Caffe, 0..255) units; :func:`maximize_params` translates ``lr`` and ``max_lr``."""
+
+
+def caffe_lr(lr: float, std: float = 1.0) -> float:
+    """Translate a learning rate of the toolbox's 0..255 Caffe space to a model input space.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate (or ``max_lr``) in Caffe units.
+    std : float
+        Scale of the target space per 0..1 pixel: 1 for 0..1 pixels (what :func:`maximize`
+        steps on), the normalisation's std for ``(x - mean) / std`` inputs.
+
+    Returns
+    -------
+    float
+        ``lr / (255 * std)**2`` (see the module docstring for the derivation).
+    """
+    return float(lr) / (CAFFE_SCALE * float(std)) ** 2
+
+
+@dataclass(frozen=True)
+class MaximizeParams:
+    """Everything that decides the images of a run (hashable: a cache key with the weights).
+
+    Learning rates are in 0..1 pixel units (see :func:`caffe_lr`); build from a preset with
+    :func:`maximize_params`.
+
+    Attributes
+    ----------
+    steps : int
+        Forward passes (the last one only measures).
+    lr_policy : {"constant", "progress"}
+        ``lr`` every step, or ``min(max_lr, desired_prog / ||g||^2)`` per unit.
+    lr, max_lr, desired_prog : float
+        Constant learning rate; the progress policy's cap and predicted gain per step.
+    lr_scale : float or "auto"
+        Multiplies ``lr`` and ``max_lr`` (1: literal); ``"auto"``: calibrated per unit at the
+        first step (module docstring).
+    decay : float
+        L2 decay per step, ``0 <= decay < 1``.
+    blur_sigma : float
+        Gaussian blur width in pixels (0: no blur).
+    blur_every : int
+        Blur on steps ``0, k, 2k, ...`` (0: never).
+    norm_pct, contrib_pct : float
+        Percentiles (0..100) of the small-norm and small-contribution clips (0: off).
+    jitter : int
+        Random shift of up to this many pixels per step (Lucid; 0: off).
+    scale : float
+        Random rescale by up to ``1 +- scale`` per step (0: off).
+    rotate : float
+        Random rotation by up to this many degrees per step (0: off).
+    param : {"pixel", "fft"}
+        Parameterization of the image.
+    decorrelate : bool
+        Optimize decorrelated colour channels (3-channel images only).
+    size : tuple of 2 ints
+        Image height and width.
+    seed : int
+        Seed of the start noise and the random transforms (each unit draws from its own
+        generator seeded by ``(seed, unit)``).
+    init : {"mean_plus_rand", "mean", "randu"}
+        Start at the mean colour plus ``N(0, init_sd^2)`` noise, at the mean colour, or at
+        uniform noise over 0..1.
+    init_sd : float
+        Standard deviation of the start noise in pixels (``10/255``, the toolbox's).
+    direction : {"max", "min"}
+        Drive the unit up, or down.
+    position : tuple of int or None
+        Where on a conv unit's map (row, column); None: the centre.
+    mean_colour : tuple of float or None
+        The colour that decay shrinks toward and clipped pixels take, 0..1 per channel; None:
+        the ``mean`` of the ``preprocess`` (a torchvision ``Normalize``) if it has one, else
+        mid-grey.
+    """
+
+    steps: int = 200
+    lr_policy: str = "progress"
+    lr: float = caffe_lr(100.0)
+    max_lr: float = caffe_lr(100.0)
+    desired_prog: float = 2.0
+    lr_scale: float | str = 1.0
+    decay: float = 0.0
+    blur_sigma: float = 0.0
+    blur_every: int = 0
+    norm_pct: float = 0.0
+    contrib_pct: float = 0.0
+    jitter: int = 0
+    scale: float = 0.0
+    rotate: float = 0.0
+    param: str = "pixel"
+    decorrelate: bool = False
+    size: tuple[int, int] = (64, 64)
+    seed: int = 0
+    init: str = "mean_plus_rand"
+    init_sd: float = 10.0 / CAFFE_SCALE
+    direction: str = "max"
+    position: tuple[int, ...] | None = None
+    mean_colour: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        size = self.size
+        if isinstance(size, int) and not isinstance(size, bool):
+            size = (size, size)
+        if (not isinstance(size, (tuple, list)) or len(size) != 2
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                           for s in size)):
+            msg = f"size must be a positive int or (height, width), got {self.size!r}"
+            raise InvalidOptionError(msg)
+        object.__setattr__(self, "size", tuple(size))
+        if self.position is not None:
+            object.__setattr__(self, "position", tuple(self.position))
+        if self.mean_colour is not None:
+            colour = tuple(float(c) for c in self.mean_colour)
+            if not all(0.0 <= c <= 1.0 for c in colour):
+                msg = f"mean_colour must be 0..1 per channel, got {self.mean_colour!r}"
+                raise InvalidOptionError(msg)
+            object.__setattr__(self, "mean_colour", colour)
+        _check_int(self.steps, "steps", 1)
+        _check_int(self.blur_every, "blur_every", 0)
+        _check_int(self.jitter, "jitter", 0)
+        _check_int(self.seed, "seed", None)
+        _check_choice(self.lr_policy, "lr_policy", LR_POLICIES)
+        _check_choice(self.param, "param", PARAMETRIZATIONS)
+        _check_choice(self.init, "init", INITS)
+        _check_choice(self.direction, "direction", DIRECTIONS)
+        for name in ("lr", "max_lr", "desired_prog"):
+            _check_range(getattr(self, name), name, 0.0, math.inf, low_open=True)
+        _check_range(self.decay, "decay", 0.0, 1.0, high_open=True)
+        _check_range(self.blur_sigma, "blur_sigma", 0.0, math.inf)
+        _check_range(self.norm_pct, "norm_pct", 0.0, 100.0, high_open=True)
+        _check_range(self.contrib_pct, "contrib_pct", 0.0, 100.0, high_open=True)
+        _check_range(self.scale, "scale", 0.0, 1.0, high_open=True)
+        _check_range(self.rotate, "rotate", 0.0, 180.0)
+        _check_range(self.init_sd, "init_sd", 0.0, math.inf)
+        if self.lr_scale != "auto":
+            _check_range(self.lr_scale, "lr_scale (a number > 0, or 'auto')", 0.0, math.inf,
+                         low_open=True)
+        if not isinstance(self.decorrelate, bool):
+            msg = f"decorrelate must be True or False, got {self.decorrelate!r}"
+            raise InvalidOptionError(msg)
+
+    def replace(self, **changes: Any) -> MaximizeParams:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _check_int(value: object, name: str, low: int | None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or (low is not None and value < low):
+        bound = f" >= {low}" if low is not None else ""
+        msg = f"{name} must be an int{bound}, got {value!r}"
+        raise InvalidOptionError(msg)
+
+
+def _check_choice(value: object, name: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        msg = f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+        raise InvalidOptionError(msg)
+
+
+def _check_range(value: object, name: str, low: float, high: float, *, low_open: bool = False,
+                 high_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        msg = f"{name} must be a number in {left}{low}, {high}{right}, got {value!r}"
+        raise InvalidOptionError(msg)
+
+
+def maximize_params(preset: int | None = None, **overrides: Any) -> MaximizeParams:
+    """The parameters of a run: a Table 1 preset (translated), with any field overridden.
+
+    Parameters
+    ----------
+    preset : {1, 2, 3, 4} or None
+        A row of the paper's Table 1 (:data:`PRESETS`), its ``lr`` / ``max_lr`` translated
+        from Caffe units with :func:`caffe_lr`; None: :class:`MaximizeParams`' defaults (no
+        regularizer, ``progress`` learning rate).
+    **overrides
+        Fields of :class:`MaximizeParams` (learning rates in 0..1 pixel units); None values are
+        ignored, so callers may pass every option through.
+
+    Raises
+    ------
+    InvalidOptionError
+        An unknown preset or field, or an invalid value.
+    """
+    fields = {f.name for f in dataclasses.fields(MaximizeParams)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        msg = (
+            f"unknown option(s) {', '.join(map(repr, unknown))}; the options are "
+            f"{', '.join(sorted(fields))}"
+        )
+        raise InvalidOptionError(msg)
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if isinstance(preset, bool) or preset not in PRESETS:
+            msg = f"preset must be one of {sorted(PRESETS)} (Table 1 of the paper) or None, " \
+                  f"got {preset!r}"
+            raise InvalidOptionError(msg)
+        values = dict(PRESETS[preset])
+        for key in ("lr", "max_lr"):
+            if key in values:
+                values[key] = caffe_lr(values[key])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return MaximizeParams(**values)
+
+
+@dataclass(frozen=True, eq=False)
+class MaximizeState:
+    """What a ``callback(step, state)`` sees after each forward / backward.
+
+    Attributes
+    ----------
+    step : int
+        0-based step index.
+    steps : int
+        Planned number of steps.
+    objective, best, lr : ndarray
+        Per unit: the value now, the best so far, the learning rate about to be used.
+    argmax_step : ndarray of int
+        Per unit: the first step at which it was its layer's argmax (-1: not yet).
+    images : Tensor or None
+        Current images ``(N, C, H, W)`` in 0..1 on the CPU, on steps ``0, every, 2*every,
+        ...`` and the last step; None on the others (no copy is made then).
+    """
+
+    step: int
+    steps: int
+    objective: npt.NDArray[np.float64]
+    best: npt.NDArray[np.float64]
+    lr: npt.NDArray[np.float64]
+    argmax_step: npt.NDArray[np.int64]
+    images: torch.Tensor | None
+
+
+@dataclass(frozen=True, eq=False)
+class MaximizeHistory:
+    """Per-step record of a run, one column per unit.
+
+    Attributes
+    ----------
+    objective : ndarray ``(S, N)``
+        The unit's value at each step (raw, pre-ReLU).
+    best : ndarray ``(S, N)``
+        The best value so far (highest, or lowest with ``direction="min"``).
+    lr : ndarray ``(S, N)``
+        The learning rate used after that step's forward.
+    argmax_step : ndarray ``(N,)`` of int
+        The first step at which the unit (at its position) was the largest value of its whole
+        layer (the smallest with ``direction="min"``), as the toolbox's "majority" image; -1:
+        never.
+    best_step : ndarray ``(N,)`` of int
+        The step of the best value (the step whose image is in ``result.images``).
+    """
+
+    objective: npt.NDArray[np.float64]
+    best: npt.NDArray[np.float64]
+    lr: npt.NDArray[np.float64]
+    argmax_step: npt.NDArray[np.int64]
+    best_step: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, eq=False)
+class MaximizeResult:
+    """What :func:`maximize` returns.
+
+    Attributes
+    ----------
+    layer : str
+        The layer's name (as in ``probe.layers``).
+    units : tuple of int
+        The units, in the order of the images.
+    position : tuple of int
+        Where on each map (``()`` for a linear layer).
+    params : MaximizeParams
+        Everything that made the images.
+    images : Tensor
+        ``(N, C, H, W)`` in 0..1, on the CPU: each unit's best image.
+    last : Tensor
+        ``(N, C, H, W)``: the images at the last step run.
+    history : MaximizeHistory
+        Per-step objective, best, learning rate; argmax and best steps.
+    stopped : bool
+        True when a callback returned False (or every gradient was zero) before ``steps``.
+    """
+
+    layer: str
+    units: tuple[int, ...]
+    position: tuple[int, ...]
+    params: MaximizeParams
+    images: torch.Tensor
+    last: torch.Tensor
+    history: MaximizeHistory
+    stopped: bool
+
+    @property
+    def steps_run(self) -> int:
+        """Number of forward passes that ran."""
+        return int(self.history.objective.shape[0])
+
+    @property
+    def best(self) -> npt.NDArray[np.float64]:
+        """Each unit's best value."""
+        return self.history.best[-1]
+
+    def __repr__(self) -> str:
+        return (f"MaximizeResult(layer={self.layer!r}, units={self.units}, "
+                f"steps_run={self.steps_run}, best={np.round(self.best, 4).tolist()})")
+
+
+class _Stop(BaseException):
+    """Raised from the forward hook once the layer is captured (never escapes)."""
+
+
+def maximize(
+    model_or_probe: nn.Module | Probe,
+    layer: str,
+    units: int | Sequence[int],
+    *,
+    preset: int | None = None,
+    params: MaximizeParams | None = None,
+    steps: int | None = None,
+    lr_policy: str | None = None,
+    lr: float | None = None,
+    max_lr: float | None = None,
+    desired_prog: float | None = None,
+    lr_scale: float | str | None = None,
+    decay: float | None = None,
+    blur_sigma: float | None = None,
+    blur_every: int | None = None,
+    norm_pct: float | None = None,
+    contrib_pct: float | None = None,
+    jitter: int | None = None,
+    scale: float | None = None,
+    rotate: float | None = None,
+    param: str | None = None,
+    decorrelate: bool | None = None,
+    size: int | tuple[int, int] | None = None,
+    seed: int | None = None,
+    init: str | None = None,
+    direction: str | None = None,
+    position: tuple[int, ...] | None = None,
+    mean_colour: Sequence[float] | None = None,
+    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    channels: int = 3,
+    callback: Callable[[int, MaximizeState], bool | None] | None = None,
+    every: int = 10,
+    progress: bool = False,
+) -> MaximizeResult:
+    """Find the images that drive units of a layer highest, by regularized gradient ascent.
+
+    Parameters
+    ----------
+    model_or_probe : nn.Module or Probe
+        The model (never modified), or a :class:`~ipydeepvis.core.probe.Probe` of it.
+    layer : str
+        Layer name, as in ``probe.layers`` (a conv, linear, or any layer with ``(C, H, W)``
+        or ``(F,)`` outputs).
+    units : int or sequence of int
+        Units (channels) to optimize; N units run as one batch of N images.
+    preset : {1, 2, 3, 4}, optional
+        A row of the paper's Table 1, translated (see the module docstring).
+    params : MaximizeParams, optional
+        All parameters at once (e.g. a cached run's ``result.params``); then neither
+        ``preset`` nor any of the options below may be given.
+    steps, lr_policy, lr, max_lr, desired_prog, lr_scale, decay, blur_sigma, blur_every, \
+norm_pct, contrib_pct, jitter, scale, rotate, param, decorrelate, size, seed, init, direction, \
+position, mean_colour
+        Override the preset's (or the default) value; see :class:`MaximizeParams`.
+    preprocess : callable, optional
+        Maps 0..1 images to the model's input, differentiably (e.g. torchvision's
+        ``transforms.Normalize``); None when the model takes 0..1 images.
+    channels : int
+        Colour channels of the image.
+    callback : callable, optional
+        ``callback(step, state)`` after every forward / backward (:class:`MaximizeState`);
+        returning False stops the run there (the result holds what ran).
+    every : int
+        Copy the current images into ``state.images`` every this many steps.
+    progress : bool
+        Show a ``tqdm.auto`` progress bar.
+
+    Returns
+    -------
+    MaximizeResult
+        ``.images`` (best, ``(N, C, H, W)`` in 0..1), ``.last``, ``.history``, ``.params``.
+
+    Raises
+    ------
+    LayerNotFoundError, UnitOutOfRangeError, PositionOutOfRangeError, InvalidOptionError,
+    ModelForwardError, UnsupportedModelError
+        With a message naming the bad value and the valid choices.
+    """
+    overrides = {
+        "steps": steps, "lr_policy": lr_policy, "lr": lr, "max_lr": max_lr,
+        "desired_prog": desired_prog, "lr_scale": lr_scale, "decay": decay,
+        "blur_sigma": blur_sigma, "blur_every": blur_every, "norm_pct": norm_pct,
+        "contrib_pct": contrib_pct, "jitter": jitter, "scale": scale, "rotate": rotate,
+        "param": param, "decorrelate": decorrelate, "size": size, "seed": seed, "init": init,
+        "direction": direction, "position": position,
+        "mean_colour": None if mean_colour is None else tuple(mean_colour),
+    }
+    if params is not None:
+        given = sorted(k for k, v in overrides.items() if v is not None)
+        if preset is not None or given:
+            also = ["preset"] * (preset is not None) + given
+            msg = (f"give either params= or preset / options, not both (also given: "
+                   f"{', '.join(also)}); use params.replace(...) to change a field")
+            raise InvalidOptionError(msg)
+        if not isinstance(params, MaximizeParams):
+            msg = f"params must be a MaximizeParams, got {type(params).__name__}"
+            raise InvalidOptionError(msg)
+    else:
+        params = maximize_params(preset, **overrides)
+    _check_int(every, "every", 1)
+    _check_int(channels, "channels", 1)
+    if params.decorrelate and channels != 3:
+        msg = f"decorrelate=True needs 3 colour channels, got channels={channels}"
+        raise InvalidOptionError(msg)
+    probe = model_or_probe if isinstance(model_or_probe, Probe) else Probe(model_or_probe)
+    return _Run(probe, layer, units, params, preprocess, channels).run(callback, every, progress)
+
+
+def _unit_seed(seed: int, unit: int, index: int) -> int:
+    """Seed of one unit's generator, from (seed, unit, its index among equal units)."""
+    state = np.random.SeedSequence([seed & 0xFFFFFFFF, seed >> 32 & 0xFFFFFFFF, unit, index])
+    return int(state.generate_state(1, np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def _mean_colour(params: MaximizeParams, preprocess: Any, channels: int) -> tuple[float, ...]:
+    """The explicit mean colour, else a ``Normalize``-like preprocess' ``mean``, else grey."""
+    if params.mean_colour is not None:
+        colour = params.mean_colour
+    else:
+        mean = getattr(preprocess, "mean", None)
+        try:
+            colour = tuple(float(m) for m in torch.as_tensor(mean).flatten())
+        except (TypeError, ValueError, RuntimeError):
+            colour = ()
+        if len(colour) != channels or not all(0.0 <= c <= 1.0 for c in colour):
+            colour = (0.5,) * channels
+    if len(colour) == 1 and channels > 1:
+        colour = colour * channels
+    if len(colour) != channels:
+        msg = f"mean_colour has {len(colour)} values for {channels} channels: {colour!r}"
+        raise InvalidOptionError(msg)
+    return colour
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the call; every module's ``training`` flag put back afterwards."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+class _Run:
+    """One call of :func:`maximize`: resolved layer, units, shadow, and the loop."""
+
+    def __init__(self, probe: Probe, layer: str, units: int | Sequence[int],
+                 params: MaximizeParams, preprocess: Callable[[torch.Tensor], torch.Tensor] | None,
+                 channels: int) -> None:
+        self.params = params
+        self.preprocess = preprocess
+        model = probe.model
+        tensor = next(iter(model.parameters()), None)
+        self.device = tensor.device if tensor is not None else torch.device("cpu")
+        self.dtype = tensor.dtype if tensor is not None and tensor.is_floating_point() \
+            else torch.float32
+        self.channels = channels
+        colour = _mean_colour(params, preprocess, channels)
+        self.mean = torch.tensor(colour, dtype=self.dtype, device=self.device).view(1, -1, 1, 1)
+        height, width = params.size
+        start = self.mean.expand(1, channels, height, width).clone()
+        # Resolve the layer and learn its shape at this size (the probe names reused calls).
+        with torch.no_grad():
+            model_input = self._model_input(start)
+        name, out = next(iter(probe.activations(model_input, layers=[layer]).items()))
+        info = probe.layer(name)
+        self.layer = info.name
+        self.spatial = tuple(out.shape[2:])
+        if out.dim() not in (2, 4):
+            msg = (f"layer {info.name!r} has outputs of shape {tuple(out.shape[1:])}; maximize "
+                   "takes layers with (C, H, W) or (F,) outputs")
+            raise UnsupportedModelError(msg)
+        self.units = check_units(units, out.shape[1], info.name)
+        if self.spatial:
+            where = params.position if params.position is not None \
+                else centre_position(self.spatial)
+            self.position = check_position(where, self.spatial, info.name)
+        else:
+            if params.position not in (None, ()):
+                msg = (f"layer {info.name!r} is linear (its units are single values), so "
+                       f"position {params.position!r} does not apply: leave position=None")
+                raise InvalidOptionError(msg)
+            self.position = ()
+        self.call = info.call or 1
+        self.shadow, _key = ModelShadow(model).current()
+        modules = dict(self.shadow.named_modules())
+        if info.module not in modules:
+            msg = (f"layer {info.name!r} names module {info.module!r}, which the model's "
+                   "unwrapped module tree does not have; pass the inner model")
+            raise UnsupportedModelError(msg)
+        self.module = modules[info.module]
+
+    def _model_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.preprocess(x) if self.preprocess is not None else x
+
+    def _initial(self, generators: list[torch.Generator]) -> torch.Tensor:
+        """Start images, centred (mean colour = 0), one per unit from its own generator."""
+        p = self.params
+        c, (h, w) = self.channels, p.size
+        images = []
+        for g in generators:
+            if p.init == "mean_plus_rand":
+                images.append(torch.randn((c, h, w), generator=g) * p.init_sd)
+            elif p.init == "mean":
+                images.append(torch.zeros((c, h, w)))
+            else:  # randu
+                images.append(torch.rand((c, h, w), generator=g) - self.mean[0].cpu())
+        return torch.stack(images).to(self.device, self.dtype)
+
+    def run(self, callback: Callable[[int, MaximizeState], bool | None] | None, every: int,
+            progress: bool) -> MaximizeResult:
+        p = self.params
+        n = len(self.units)
+        counts: dict[int, int] = {}
+        generators = []
+        for unit in self.units:
+            counts[unit] = counts.get(unit, 0) + 1
+            generators.append(torch.Generator().manual_seed(
+                _unit_seed(p.seed, unit, counts[unit] - 1)))
+        v0 = self._initial(generators)
+        para = Parametrization(p.param, tuple(v0.shape),  # type: ignore[arg-type]
+                               decorrelate=p.decorrelate, device=self.device, dtype=self.dtype)
+        identity = p.param == "pixel" and not p.decorrelate
+        low, high = -self.mean, 1.0 - self.mean
+        sign = 1.0 if p.direction == "max" else -1.0
+        rows = torch.arange(n, device=self.device)
+        unit_index = torch.tensor(self.units, device=self.device)
+        where = tuple(torch.full((n,), i, device=self.device) for i in self.position)
+        map_size = math.prod(self.spatial)
+        flat_target = unit_index * map_size
+        stride = map_size
+        for i, size in zip(self.position, self.spatial, strict=True):
+            stride //= size
+            flat_target = flat_target + i * stride
+        transforms = p.jitter > 0 or p.scale > 0 or p.rotate > 0
+        need_image_grad = p.contrib_pct > 0 and not identity
+        regularize = (p.decay > 0 or (p.blur_every > 0 and p.blur_sigma > 0) or p.norm_pct > 0
+                      or p.contrib_pct > 0)
+
+        objective = torch.zeros(p.steps, n, dtype=torch.float64)
+        best_curve = torch.zeros(p.steps, n, dtype=torch.float64)
+        lr_curve = torch.zeros(p.steps, n, dtype=torch.float64)
+        best_signed = torch.full((n,), -math.inf, dtype=torch.float64)
+        best_step = torch.zeros(n, dtype=torch.int64)
+        argmax_step = torch.full((n,), -1, dtype=torch.int64)
+        best_images = torch.zeros_like(v0)
+        lr_scale = torch.ones(n, dtype=self.dtype, device=self.device)
+        base_lr = p.lr if p.lr_policy == "constant" else p.max_lr
+
+        captured: list[torch.Tensor] = []
+        calls = [0]
+        target_call = self.call
+
+        def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == target_call:
+                captured.append(output)
+                raise _Stop
+            return None
+
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=p.steps, desc=f"maximize {self.layer}", unit="step")
+        stopped = False
+        ran = 0
+        current = para.inverse(v0)
+        v_clipped = v0
+        try:
+            with ExitStack() as stack:
+                stack.enter_context(self.module.register_forward_hook(hook))
+                stack.enter_context(_eval_mode(self.shadow))
+                for step in range(p.steps):
+                    # 1. clip to the valid range
+                    v = current if identity else para.image(current)
+                    v_clipped = torch.maximum(torch.minimum(v, high), low)
+                    if identity:
+                        current = v_clipped
+                    elif not torch.equal(v_clipped, v):
+                        current = para.inverse(v_clipped)
+                    # 2. forward to the layer
+                    leaf = current.detach().requires_grad_(True)
+                    with torch.enable_grad():
+                        image = leaf if identity else para.image(leaf)
+                        x = image + self.mean
+                        if transforms:
+                            x = random_transform(x, generators, jitter=p.jitter, scale=p.scale,
+                                                 rotate=p.rotate)
+                        calls[0] = 0
+                        captured.clear()
+                        try:
+                            self.shadow(self._model_input(x))
+                        except _Stop:
+                            pass
+                        except Exception as exc:
+                            msg = (f"the model raised {type(exc).__name__} on an input of shape "
+                                   f"{tuple(x.shape)}: {exc}")
+                            raise ModelForwardError(msg) from exc
+                        if not captured:
+                            msg = (f"layer {self.layer!r} was not reached in the forward pass "
+                                   "(does the model call it only for some inputs?)")
+                            raise UnsupportedModelError(msg)
+                        out = captured[0]
+                        values = out[(rows, unit_index, *where)]
+                        total = (values * sign).sum()
+                    if not total.requires_grad:
+                        msg = f"layer {self.layer!r} does not depend on the input image"
+                        raise UnsupportedModelError(msg)
+                    # 3. record
+                    vals = values.detach().to("cpu", torch.float64)
+                    objective[step] = vals
+                    better = vals * sign > best_signed
+                    best_signed = torch.where(better, vals * sign, best_signed)
+                    best_step[better] = step
+                    if bool(better.any()):
+                        mask = better.to(self.device).view(n, 1, 1, 1)
+                        best_images = torch.where(mask, v_clipped, best_images)
+                    best_curve[step] = best_signed * sign
+                    flat = out.detach().flatten(1)
+                    top = (flat if sign > 0 else -flat).argmax(dim=1).cpu()
+                    hit = (top == flat_target.cpu()) & (argmax_step < 0)
+                    argmax_step[hit] = step
+                    # 4. backward from the units only
+                    wrt = [leaf, image] if need_image_grad else [leaf]
+                    grads = torch.autograd.grad(total, wrt)
+                    grad = grads[0]
+                    grad_image = grads[1] if need_image_grad else grad
+                    norm2 = grad.flatten(1).pow(2).sum(dim=1)
+                    if step == 0 and p.lr_scale == "auto":
+                        # the first step moves the pixels by the start noise's RMS
+                        pixels = grad[0].numel()
+                        wanted = p.init_sd * math.sqrt(pixels) / norm2.sqrt()
+                        lr_scale = torch.where(norm2 > 0, wanted / base_lr,
+                                               torch.ones_like(norm2)).clamp(min=1.0)
+                    elif step == 0 and p.lr_scale != "auto":
+                        lr_scale = lr_scale * float(p.lr_scale)
+                    if p.lr_policy == "constant":
+                        rate = lr_scale * p.lr
+                    else:
+                        rate = torch.minimum(lr_scale * p.max_lr,
+                                             p.desired_prog / norm2.clamp(min=1e-300))
+                    rate = torch.where(norm2 > 0, rate, torch.zeros_like(rate))
+                    lr_curve[step] = rate.detach().to("cpu", torch.float64)
+                    ran = step + 1
+                    if bar is not None:
+                        bar.update(1)
+                    if callback is not None:
+                        show = step % every == 0 or step == p.steps - 1
+                        state = MaximizeState(
+                            step=step, steps=p.steps, objective=objective[step].numpy().copy(),
+                            best=best_curve[step].numpy().copy(),
+                            lr=lr_curve[step].numpy().copy(),
+                            argmax_step=argmax_step.numpy().copy(),
+                            images=(v_clipped + self.mean).detach().to("cpu", torch.float32)
+                            if show else None,
+                        )
+                        if callback(step, state) is False:
+                            stopped = step < p.steps - 1
+                            break
+                    if not bool((norm2 > 0).any()):  # every gradient is zero: nothing moves
+                        stopped = step < p.steps - 1
+                        break
+                    if step == p.steps - 1:
+                        break
+                    # 5. step and regularize
+                    with torch.no_grad():
+                        current = current + rate.view(-1, *[1] * (current.dim() - 1)) * grad
+                        if regularize:
+                            v = current if identity else para.image(current)
+                            if p.decay > 0:
+                                v = decay(v, p.decay)
+                            if p.blur_every > 0 and p.blur_sigma > 0 and step % p.blur_every == 0:
+                                v = gaussian_blur(v, p.blur_sigma)
+                            v = clip_small_norm(v, p.norm_pct)
+                            v = clip_small_contrib(v, grad_image, p.contrib_pct)
+                            current = v if identity else para.inverse(v)
+        finally:
+            if bar is not None:
+                bar.close()
+        history = MaximizeHistory(
+            objective=objective[:ran].numpy(), best=best_curve[:ran].numpy(),
+            lr=lr_curve[:ran].numpy(), argmax_step=argmax_step.numpy(),
+            best_step=best_step.numpy(),
+        )
+        return MaximizeResult(
+            layer=self.layer, units=tuple(self.units), position=tuple(self.position),
+            params=p,
+            images=(best_images + self.mean).detach().to("cpu", torch.float32),
+            last=(v_clipped + self.mean).detach().to("cpu", torch.float32),
+            history=history, stopped=stopped,
+        )
