@@ -38,7 +38,6 @@ __all__ = [
     "StripLayout",
     "activation_grid",
     "activation_grid_rgba",
-    "caption",
     "cell_box",
     "check_png_path",
     "gaussian_blur",
@@ -60,7 +59,7 @@ __all__ = [
 ]
 
 FONT_SIZE = 14
-"""Pixel size of the text in exported pictures (``DeepVis.save_png``, notebook figures)."""
+"""Pixel size of readable text in exported pictures (saved PNGs, notebook figures)."""
 
 
 def tile_grid(tiles: npt.NDArray[np.uint8], columns: int | None = None, pad: int = 1,
@@ -501,7 +500,8 @@ def sheet_picture(frames: Sequence[npt.NDArray[np.uint8]], *,
 
 def save_png_sheet(frames: Sequence[npt.NDArray[np.uint8]], path: str | os.PathLike[str], *,
                    labels: Sequence[str] | None = None, pad: int = 8,
-                   font_size: int = 14) -> Path:
+                   font_size: int = 14, title: str = "",
+                   text: dict[str, str] | None = None) -> Path:
     """Write frames side by side, each with its label above, as one PNG file.
 
     The one PNG writer of the package (the dashboard's and the scrubber's ``save_png``).
@@ -518,6 +518,10 @@ def save_png_sheet(frames: Sequence[npt.NDArray[np.uint8]], path: str | os.PathL
         White pixels between frames.
     font_size : int
         Caption text height in pixels.
+    title : str
+        A line above everything (e.g. what the frames show: layer, unit, epoch, ...).
+    text : dict of str to str, optional
+        Also stored as PNG text fields (``PIL.Image.open(path).text``), for scripts.
 
     Returns
     -------
@@ -532,11 +536,17 @@ def save_png_sheet(frames: Sequence[npt.NDArray[np.uint8]], path: str | os.PathL
         When there are no frames.
     """
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
     target = check_png_path(path)
     sheet = sheet_picture(frames, labels=labels, pad=pad, font_size=font_size)
+    if title:
+        sheet = label_picture(sheet, title=title, font_size=font_size)
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     try:
-        Image.fromarray(sheet, "RGBA").save(target, format="PNG")
+        Image.fromarray(sheet, "RGBA").save(target, format="PNG", pnginfo=info)
     except OSError as exc:
         msg = f"cannot write {str(target)!r}: {exc.strerror or exc}"
         raise InvalidOptionError(msg) from exc
@@ -578,15 +588,3 @@ def cell_box(position: tuple[int, int], map_size: tuple[int, int], size: int,
     y = min(max(0, (top + bottom - box_h) // 2), size - box_h)
     return x, y, box_w, box_h
 
-
-def caption(text: str, width: int, size: int = FONT_SIZE,
-            color: tuple[int, int, int] = (0, 0, 0),
-            background: tuple[int, int, int] = (255, 255, 255)) -> npt.NDArray[np.uint8]:
-    """One line of ``text`` in a ``size`` px font on an opaque RGBA strip ``width`` px wide
-    (cut at the right edge if longer); its height is ``size + size // 2`` px."""
-    from PIL import Image, ImageDraw
-
-    height = size + size // 2
-    picture = Image.new("RGB", (max(1, width), height), background)
-    ImageDraw.Draw(picture).text((2, size // 4), text, fill=color, font=_font(size))
-    return to_rgba(np.asarray(picture, dtype=np.uint8))

@@ -22,7 +22,6 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 from torch import nn
 from traitlets import Float, Int, TraitError, Tuple, Unicode, observe, validate
 
@@ -458,42 +457,23 @@ class DeepVis(widgets.VBox):
         path = _check_png_path(path)
         self.wait()
         labels = self.labels()
-        frames = self.frames
-        panels = []
+        scale = "own scale" if self.unit_scale == "unit" else "layer scale"
+        frames, captions = [], []
         for name, caption in [("input", f"image {self.image_index}"), ("grid", "activations"),
-                              ("unit", f"unit {labels['unit']}, scaled to the "
-                                       f"{self.unit_scale}"),
-                              ("projection", f"{labels['method']}, seed {labels['seed']}")]:
-            frame = frames.get(name)
+                              ("unit", f"unit {self.unit}, {scale}"),
+                              ("projection", labels["method"])]:
+            frame = self.frames.get(name)
             if frame is None:
                 continue
             canvas = getattr(self.panes.get(name), "canvas", None)
             if canvas is not None and name in ("grid", "unit") and canvas.highlight_box:
                 frame = render.outline(frame, canvas.highlight_box,
                                        _rgb(canvas.highlight_color))
-            panels.append((caption, frame))
-        pad = 8
-        width = sum(f.shape[1] for _, f in panels) + pad * (len(panels) - 1)
-        title = render.caption("  ·  ".join(f"{k} {v}" for k, v in labels.items()), width)
-        top = title.shape[0] + render.caption("", 1).shape[0]
-        height = top + max(f.shape[0] for _, f in panels)
-        sheet = np.full((height, width, 4), 255, dtype=np.uint8)
-        sheet[:title.shape[0]] = title
-        x = 0
-        for caption, frame in panels:
-            strip = render.caption(caption, frame.shape[1])
-            sheet[title.shape[0]:top, x:x + frame.shape[1]] = strip
-            sheet[top:top + frame.shape[0], x:x + frame.shape[1]] = frame
-            x += frame.shape[1] + pad
-        info = PngInfo()
-        for key, value in labels.items():
-            info.add_text(key, value)
-        try:
-            Image.fromarray(sheet, "RGBA").save(path, format="PNG", pnginfo=info)
-        except OSError as exc:
-            msg = f"cannot write {str(path)!r}: {exc}"
-            raise InvalidOptionError(msg) from exc
-        return path
+            frames.append(frame)
+            captions.append(caption)
+        title = "  ·  ".join(f"{key} {value}" for key, value in labels.items())
+        return render.save_png_sheet(frames, path, labels=captions, font_size=render.FONT_SIZE,
+                                     title=title, text=labels)
 
     def labels(self) -> dict[str, str]:
         """What the view shows, in words: layer, unit (with its class name on the logit

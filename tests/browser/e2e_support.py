@@ -659,12 +659,14 @@ def layout_problems(page: Any) -> list[str]:
     """What a person would see as broken in the dashboard's layout: a canvas drawn at another
     CSS size than its pixels (distorted; a fluid canvas may be drawn smaller, at its own
     aspect ratio), two canvases overlapping, or a canvas sticking out of the dashboard's box
-    (clipped by the output area)."""
+    (clipped by the output area). Canvases not displayed (an analysis tab not open) are
+    skipped."""
     root = page.eval_on_selector(SEL_DASHBOARD,
                                  "e => { const r = e.getBoundingClientRect();"
                                  " return [r.left, r.top, r.right, r.bottom]; }")
     boxes = page.eval_on_selector(SEL_DASHBOARD, CANVAS_BOXES_JS)
     problems = []
+    boxes = [b for b in boxes if b[6] > 0 or b[7] > 0]  # canvases in a hidden tab: not seen
     for name, fluid, w, h, left, _top, css_w, css_h in boxes:
         scaled = fluid and css_w <= w + 0.5 and abs(css_h - css_w * h / w) <= 1.0
         if (abs(css_w - w) > 0.5 or abs(css_h - h) > 0.5) and not scaled:

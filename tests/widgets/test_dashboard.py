@@ -212,7 +212,7 @@ def test_save_png(model: Classifier, images: torch.Tensor, tmp_path: Path) -> No
     view = make(model, images)
     path = view.save_png(tmp_path / "view.png")
     saved = np.asarray(Image.open(path))
-    top = 2 * (render.FONT_SIZE + render.FONT_SIZE // 2)  # a title line and the captions
+    top = 2 * (render.FONT_SIZE + 6)  # a title line and the captions
     assert saved.shape[0] == top + max(f.shape[0] for f in [view.frames["grid"],
                                                             view.frames["unit"]])
     assert np.array_equal(saved[top:top + 192, :192], view.frames["input"])

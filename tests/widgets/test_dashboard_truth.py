@@ -229,7 +229,7 @@ def test_save_png_writes_labels_and_the_highlights(tmp_path: Path) -> None:
     assert saved.text == {"layer": "features.3", "unit": "5", "epoch": "as given",
                           "method": "guided", "seed": "clicked (4, 1)"}
     sheet = np.asarray(saved)
-    line = render.FONT_SIZE + render.FONT_SIZE // 2
+    line = render.FONT_SIZE + 6  # one line of text
     assert render.FONT_SIZE >= 13  # readable
     title = sheet[:line]
     assert (title[..., :3] < 100).any(axis=2).sum() > 100  # text is written there
