@@ -458,11 +458,11 @@ class DeepVis(widgets.VBox):
         self.wait()
         labels = self.labels()
         scale = "own scale" if self.unit_scale == "unit" else "layer scale"
-        frames, captions = [], []
+        shown, frames, captions = self.frames, [], []
         for name, caption in [("input", f"image {self.image_index}"), ("grid", "activations"),
                               ("unit", f"unit {self.unit}, {scale}"),
                               ("projection", labels["method"])]:
-            frame = self.frames.get(name)
+            frame = shown.get(name)
             if frame is None:
                 continue
             canvas = getattr(self.panes.get(name), "canvas", None)
