@@ -226,6 +226,7 @@ def bench_browser(samples: int, standin: bool = False) -> list[Row]:
 
     expected = e2e.Expected.of(e2e.STANDIN if standin else e2e.QUICKSTART)
     layer = expected.default_layer
+    image = (e2e.STANDIN if standin else e2e.QUICKSTART).image_after_run()  # shown at start
     tmp = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
     root = tmp / "root"
     root.mkdir()
@@ -246,10 +247,10 @@ def bench_browser(samples: int, standin: bool = False) -> list[Row]:
                 page.goto(f"{server.base}/", timeout=180_000)
                 page.wait_for_selector(e2e.SEL_GRID, timeout=120_000)
                 page.wait_for_selector(".e2e-pong", timeout=60_000)
-                state = e2e.State(layer, 0, 0, "deconvnet")
+                state = e2e.State(layer, 0, image, "deconvnet")
                 e2e.wait_frame(page, e2e.SEL_UNIT_MAP, expected.unit_map(state), timeout=60)
                 e2e.wait_frame(page, e2e.SEL_PROJECTION, expected.projection(state), timeout=60)
-                pixels = _slider_to_pixels(page, expected, layer, samples)
+                pixels = _slider_to_pixels(page, expected, layer, samples, image)
                 ping = _round_trip(page, samples)
             finally:
                 browser.close()
@@ -274,15 +275,16 @@ def _quickstart_first_cell() -> list[str]:
     return list(cell["source"])
 
 
-def _slider_to_pixels(page: Any, expected: Any, layer: str, samples: int) -> list[float]:
+def _slider_to_pixels(page: Any, expected: Any, layer: str, samples: int,
+                      image: int = 0) -> list[float]:
     from tests.browser import e2e_support as e2e
 
     times = []
     channels = int(expected.layers[layer].channels)
     page.focus(f"{e2e.SEL_SLIDER} .noUi-handle")
     for unit in range(1, min(samples + 1, channels)):
-        old = e2e.State(layer, unit - 1, 0, "deconvnet")
-        new = e2e.State(layer, unit, 0, "deconvnet")
+        old = e2e.State(layer, unit - 1, image, "deconvnet")
+        new = e2e.State(layer, unit, image, "deconvnet")
         checks = []
         for sel, frame in [(e2e.SEL_UNIT_MAP, expected.unit_map),
                            (e2e.SEL_PROJECTION, expected.projection)]:

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ipydeepvis.checkpoints import CheckpointSeries
 from ipydeepvis.core.index import TopKIndex, model_fingerprint
+from ipydeepvis.core.probe import Probe
 from ipydeepvis.data.shapes import Shapes, ShapesConfig
 from ipydeepvis.errors import CheckpointError
 
@@ -50,6 +52,22 @@ class Demo:
     dataset: Shapes
     classes: tuple[str, ...]
     index: TopKIndex | None = None
+
+    def confident_index(self, threshold: float = 0.9, among: int = 16) -> int:
+        """The first test image the model gets right with at least ``threshold`` probability.
+
+        A good first picture for the dashboard (a near tie between two classes shows little).
+        Looks at the first ``among`` images (what ``DeepVis`` offers by default, 16); returns
+        0 when none qualifies. The model runs in a :class:`~ipydeepvis.core.Probe`, so it is
+        left exactly as it was.
+        """
+        count = min(among, len(self.dataset))
+        images = torch.stack([self.dataset[i][0] for i in range(count)])
+        labels = torch.tensor([self.dataset[i][1] for i in range(count)])
+        probabilities = Probe(self.model).output(images).softmax(1)
+        best, predicted = probabilities.max(1)
+        sure = ((best >= threshold) & (predicted == labels)).nonzero().flatten()
+        return int(sure[0]) if len(sure) else 0
 
 
 def index_path() -> Path:

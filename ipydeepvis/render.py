@@ -38,6 +38,7 @@ __all__ = [
     "StripLayout",
     "activation_grid",
     "activation_grid_rgba",
+    "cell_box",
     "check_png_path",
     "gaussian_blur",
     "grid_layout",
@@ -56,6 +57,9 @@ __all__ = [
     "to_rgba",
     "unit_map_rgba",
 ]
+
+FONT_SIZE = 14
+"""Pixel size of readable text in exported pictures (saved PNGs, notebook figures)."""
 
 
 def tile_grid(tiles: npt.NDArray[np.uint8], columns: int | None = None, pad: int = 1,
@@ -273,7 +277,11 @@ def activation_grid_rgba(maps: torch.Tensor, layout: GridLayout,
 
 
 def unit_map_rgba(unit_map: torch.Tensor, size: int, top: float) -> npt.NDArray[np.uint8]:
-    """One unit's map ``(h, w)`` enlarged to ``size`` px, 0 black, ``top`` white (RGBA)."""
+    """One unit's map ``(h, w)`` enlarged to ``size`` px, 0 black, ``top`` white (RGBA).
+
+    ``top`` is the layer's largest activation (units compared by brightness) or the unit's own
+    (a weak unit's pattern visible); with ``top <= 0`` everything is black.
+    """
     a = unit_map.detach()
     if a.dim() == 0:
         a = a[None, None]
@@ -492,7 +500,8 @@ def sheet_picture(frames: Sequence[npt.NDArray[np.uint8]], *,
 
 def save_png_sheet(frames: Sequence[npt.NDArray[np.uint8]], path: str | os.PathLike[str], *,
                    labels: Sequence[str] | None = None, pad: int = 8,
-                   font_size: int = 14) -> Path:
+                   font_size: int = 14, title: str = "",
+                   text: dict[str, str] | None = None) -> Path:
     """Write frames side by side, each with its label above, as one PNG file.
 
     The one PNG writer of the package (the dashboard's and the scrubber's ``save_png``).
@@ -509,6 +518,10 @@ def save_png_sheet(frames: Sequence[npt.NDArray[np.uint8]], path: str | os.PathL
         White pixels between frames.
     font_size : int
         Caption text height in pixels.
+    title : str
+        A line above everything (e.g. what the frames show: layer, unit, epoch, ...).
+    text : dict of str to str, optional
+        Also stored as PNG text fields (``PIL.Image.open(path).text``), for scripts.
 
     Returns
     -------
@@ -523,11 +536,17 @@ def save_png_sheet(frames: Sequence[npt.NDArray[np.uint8]], path: str | os.PathL
         When there are no frames.
     """
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
     target = check_png_path(path)
     sheet = sheet_picture(frames, labels=labels, pad=pad, font_size=font_size)
+    if title:
+        sheet = label_picture(sheet, title=title, font_size=font_size)
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     try:
-        Image.fromarray(sheet, "RGBA").save(target, format="PNG")
+        Image.fromarray(sheet, "RGBA").save(target, format="PNG", pnginfo=info)
     except OSError as exc:
         msg = f"cannot write {str(target)!r}: {exc.strerror or exc}"
         raise InvalidOptionError(msg) from exc
@@ -550,3 +569,22 @@ def outline(picture: npt.NDArray[np.uint8], box: tuple[int, int, int, int],
     out[y:y + width, x:x + w] = value
     out[y + h - width:y + h, x:x + w] = value
     return out
+
+
+def cell_box(position: tuple[int, int], map_size: tuple[int, int], size: int,
+             min_size: int = 8) -> tuple[int, int, int, int]:
+    """``(x, y, width, height)`` on a ``size`` px picture of an ``(h, w)`` map enlarged with
+    :func:`resize_nearest` that covers the map cell at ``position`` (row, column).
+
+    Small cells get a box of at least ``min_size`` px centred on the cell (kept inside the
+    picture), so a marker stays visible on a 55x55 map shown at 192 px.
+    """
+    (row, col), (height, width) = position, map_size
+    # resize_nearest: output pixel p shows cell floor(p * n / size)
+    top, bottom = -(-row * size // height), -(-(row + 1) * size // height)
+    left, right = -(-col * size // width), -(-(col + 1) * size // width)
+    box_w, box_h = max(right - left, min_size), max(bottom - top, min_size)
+    x = min(max(0, (left + right - box_w) // 2), size - box_w)
+    y = min(max(0, (top + bottom - box_h) // 2), size - box_h)
+    return x, y, box_w, box_h
+

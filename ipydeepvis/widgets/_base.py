@@ -201,7 +201,7 @@ def report_error(output: widgets.Output, exc: BaseException, status: widgets.HTM
     else:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     output.append_stderr(text)
-    status.value = f"<span style='color:#b00'>error: {type(exc).__name__}: {exc}</span>"
+    status.value = f"<span class='deepvis-error'>error: {type(exc).__name__}: {exc}</span>"
 
 
 def _widgets_in(value: Any) -> Iterable[widgets.Widget]:

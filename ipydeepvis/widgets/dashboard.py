@@ -43,6 +43,18 @@ from .tiles import TileCanvas
 __all__ = ["DeepVis"]
 
 POSITIONS = ("max", "all", "clicked")
+STYLE = """<style>
+.deepvis { color: var(--jp-ui-font-color1, inherit); }
+.deepvis canvas:focus, .deepvis canvas:focus-visible { outline: none; }
+.deepvis canvas.deepvis-fluid { image-rendering: pixelated; }
+.deepvis .deepvis-warn { color: var(--jp-warn-color0, #a60); }
+.deepvis .deepvis-error { color: var(--jp-error-color1, #b00); }
+.deepvis .deepvis-notice { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+</style>"""
+"""The dashboard's own CSS: JupyterLab's theme colours (light and dark), no focus outline on a
+clicked canvas, one-line notices."""
+UNIT_SCALES = ("unit", "layer")
+MIN_GRID = 280  # px: the narrowest the activation grid is drawn in a narrow output area
 CONTRAST_RANGE = (2.0 ** -3, 2.0 ** 4)
 
 
@@ -82,6 +94,10 @@ class DeepVis(widgets.VBox):
         What the dashboard shows: by default the main row
         (:data:`~ipydeepvis.widgets.panes.DEFAULT_PANES`) and the analyses in tabs below it
         (:data:`~ipydeepvis.widgets.analyses.ANALYSIS_PANES`).
+    weights_note : str, optional
+        A warning shown above the predictions (the ``weights_note`` trait), e.g.
+        ``"untrained weights"`` for a torchvision model built with ``weights=None``, whose
+        top-5 classes mean nothing.
 
     Notes
     -----
@@ -105,6 +121,10 @@ class DeepVis(widgets.VBox):
                      f"{CONTRAST_RANGE[0]} to {CONTRAST_RANGE[1]}").tag(sync=True)
     epoch = Int(-1, help="Saved epoch whose weights are shown (-1: the model as given)").tag(
         sync=True)
+    unit_scale = Unicode("unit", help="Enlarged unit's brightness: white is the unit's own "
+                         "largest value ('unit') or the layer's ('layer')").tag(sync=True)
+    weights_note = Unicode("", help="Shown above the predictions, e.g. 'untrained weights' for "
+                           "a model with random weights").tag(sync=True)
 
     def __init__(
         self,
@@ -119,6 +139,7 @@ class DeepVis(widgets.VBox):
         threaded: bool = True,
         panes: Sequence[type[Pane]] | None = None,
         index: Any = None,
+        weights_note: str | None = None,
     ) -> None:
         super().__init__()
         self._ready = False
@@ -126,6 +147,9 @@ class DeepVis(widgets.VBox):
         self._worker: LatestWins | None = None
         self.scrubber: EpochScrubber | None = None
         self.panes: dict[str, Pane] = {}
+        self._coverage: Any = None
+        if weights_note is not None:
+            self.weights_note = weights_note
         try:
             self._index = _load_index(index)
             self._setup(model, images, checkpoints, classes, preprocess, max_images,
@@ -192,7 +216,9 @@ class DeepVis(widgets.VBox):
             for name, pane in self.panes.items() if getattr(pane, "own_worker", False)}
         self._build_controls()
         self.layer = start_layer
-        self.children = [self._controls, self._layout_panes(), self._status, self._errors]
+        style = widgets.HTML(STYLE, layout=widgets.Layout(display="none"))
+        self.children = [style, self._controls, self._layout_panes(), self._status,
+                         self._errors]
         if self.scrubber is not None:
             self.epoch = self.scrubber.epoch
             self.children = [*self.children, self.scrubber]
@@ -240,6 +266,10 @@ class DeepVis(widgets.VBox):
     @validate("position")
     def _check_position(self, proposal: Any) -> str:
         return _one_of("position", proposal["value"], POSITIONS)
+
+    @validate("unit_scale")
+    def _check_unit_scale(self, proposal: Any) -> str:
+        return _one_of("unit_scale", proposal["value"], UNIT_SCALES)
 
     @validate("display")
     def _check_display(self, proposal: Any) -> str:
@@ -302,7 +332,7 @@ class DeepVis(widgets.VBox):
         self._follow_layer()
 
     @observe("layer", "unit", "image_index", "method", "position", "clicked", "display",
-             "contrast", "epoch")
+             "contrast", "epoch", "unit_scale", "weights_note")
     def _state_changed(self, change: Any) -> None:
         """Ask the panes that depend on the changed trait to recompute (or only redraw)."""
         name = change["name"]
@@ -414,29 +444,48 @@ class DeepVis(widgets.VBox):
         close_widget_tree(self, *extra)
 
     def save_png(self, path: str | Path) -> Path:
-        """Save the current view (input, grid, enlarged unit, projection) as one PNG."""
+        """Save the current view as one labelled PNG.
+
+        A title line names the layer, unit, epoch, method and seed; under it the input, the
+        activation grid with the selected unit ringed, the enlarged unit with its seed marker
+        and the projection, each with a caption. The same labels are stored as PNG text
+        fields (``Image.open(path).text``).
+        """
         if self._closed:
             msg = "this DeepVis view is closed; build a new one to save a picture"
             raise ViewClosedError(msg)
         path = _check_png_path(path)
         self.wait()
-        frames = self.frames
-        shown = [frames[name] for name in ("input", "grid", "unit", "projection")
-                 if frames.get(name) is not None]
-        height = max(f.shape[0] for f in shown)
-        pad = 8
-        width = sum(f.shape[1] for f in shown) + pad * (len(shown) - 1)
-        sheet = np.full((height, width, 4), 255, dtype=np.uint8)
-        x = 0
-        for frame in shown:
-            sheet[:frame.shape[0], x:x + frame.shape[1]] = frame
-            x += frame.shape[1] + pad
-        try:
-            Image.fromarray(sheet, "RGBA").save(path, format="PNG")
-        except OSError as exc:
-            msg = f"cannot write {str(path)!r}: {exc}"
-            raise InvalidOptionError(msg) from exc
-        return path
+        labels = self.labels()
+        scale = "own scale" if self.unit_scale == "unit" else "layer scale"
+        shown, frames, captions = self.frames, [], []
+        for name, caption in [("input", f"image {self.image_index}"), ("grid", "activations"),
+                              ("unit", f"unit {self.unit}, {scale}"),
+                              ("projection", labels["method"])]:
+            frame = shown.get(name)
+            if frame is None:
+                continue
+            canvas = getattr(self.panes.get(name), "canvas", None)
+            if canvas is not None and name in ("grid", "unit") and canvas.highlight_box:
+                frame = render.outline(frame, canvas.highlight_box,
+                                       _rgb(canvas.highlight_color))
+            frames.append(frame)
+            captions.append(caption)
+        title = "  ·  ".join(f"{key} {value}" for key, value in labels.items())
+        return render.save_png_sheet(frames, path, labels=captions, font_size=render.FONT_SIZE,
+                                     title=title, text=labels)
+
+    def labels(self) -> dict[str, str]:
+        """What the view shows, in words: layer, unit (with its class name on the logit
+        layer), epoch, method and seed (what :meth:`save_png` writes on the picture)."""
+        seed = self.position if self.position != "clicked" else f"clicked {tuple(self.clicked)}"
+        return {
+            "layer": self.layer,
+            "unit": f"{self.unit}{self._unit_name(self.layer, self.unit)}",
+            "epoch": str(self.epoch) if self.epoch >= 0 else "as given",
+            "method": self.method,
+            "seed": seed,
+        }
 
     @property
     def frames(self) -> dict[str, npt.NDArray[np.uint8] | None]:
@@ -515,6 +564,11 @@ class DeepVis(widgets.VBox):
                                                        description="seed",
                                                        style={"button_width": "70px"})
         self._position_buttons.add_class("e2e-position")
+        self._scale_buttons = widgets.ToggleButtons(
+            options=list(UNIT_SCALES), description="scale", style={"button_width": "56px"},
+            tooltips=["white = the unit's own largest value",
+                      "white = the layer's largest value (units compared)"])
+        self._scale_buttons.add_class("e2e-unit-scale")
         self._display_picker = widgets.Dropdown(options=list(render.DISPLAY_MODES),
                                                 description="display",
                                                 layout=widgets.Layout(width="200px"))
@@ -528,14 +582,20 @@ class DeepVis(widgets.VBox):
                               (self._method_buttons, "method"),
                               (self._position_buttons, "position"),
                               (self._display_picker, "display"),
-                              (self._contrast_slider, "contrast")]:
+                              (self._contrast_slider, "contrast"),
+                              (self._scale_buttons, "unit_scale")]:
             self._bind(control, name)
         self._prev.on_click(self._previous_layer)
         self._next.on_click(self._next_layer)
+
+        def row(*children: widgets.Widget) -> widgets.HBox:
+            """Controls side by side; in a narrow output area they wrap instead of clipping."""
+            return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap"))
+
         self._controls = widgets.VBox([
-            widgets.HBox([self._layer_picker, self._prev, self._next, self._unit_slider]),
-            widgets.HBox([self._method_buttons, self._position_buttons]),
-            widgets.HBox([self._display_picker, self._contrast_slider]),
+            row(self._layer_picker, self._prev, self._next, self._unit_slider),
+            row(self._method_buttons, self._position_buttons),
+            row(self._display_picker, self._contrast_slider, self._scale_buttons),
         ])
 
     def _bind(self, control: widgets.ValueWidget, name: str) -> None:
@@ -561,17 +621,35 @@ class DeepVis(widgets.VBox):
             control.value = getattr(self, name)
 
     def _layout_panes(self) -> widgets.Widget:
-        """Main row: columns 0, 1, 2 side by side; other panes in tabs below."""
+        """Main row: columns 0, 1, 2 side by side; other panes in tabs below.
 
-        def column(children: list[widgets.Widget], width: int) -> widgets.VBox:
-            """A column of fixed width: long text wraps instead of pushing the others."""
-            return widgets.VBox(children, layout=widgets.Layout(
-                width=f"{width + 8}px", min_width=f"{width + 8}px", overflow="hidden"))
+        The grid column (1) and the unit column (2) never part: in a narrow output area
+        (JupyterLab at 1100 px with the file browser open) column 0 moves above them and the
+        grid shrinks (down to :data:`MIN_GRID` px) rather than pushing column 2 below.
+        """
 
-        widths = {0: PANE, 1: GRID_WIDTH, 2: PANE}
-        columns = [column([p.widget for p in self.panes.values() if p.column == c], widths[c])
-                   for c in sorted(widths)]
-        row = widgets.HBox([c for c in columns if c.children],
+        def column(children: list[widgets.Widget], width: int,
+                   fluid: bool = False) -> widgets.VBox:
+            """A column of fixed width (or, fluid, at most that wide): long text wraps
+            instead of pushing the others."""
+            if fluid:
+                size = dict(flex=f"1 1 {width + 8}px", min_width=f"{MIN_GRID + 8}px",
+                            max_width=f"{width + 8}px")
+            else:
+                size = dict(flex=f"0 0 {width + 8}px", width=f"{width + 8}px",
+                            min_width=f"{width + 8}px")
+            return widgets.VBox(children, layout=widgets.Layout(overflow="hidden", **size))
+
+        def panes(c: int) -> list[widgets.Widget]:
+            return [p.widget for p in self.panes.values() if p.column == c]
+
+        left = column(panes(0), PANE)
+        grid = column(panes(1), GRID_WIDTH, fluid=True)
+        right = column(panes(2), PANE)
+        kept = [c for c in (grid, right) if c.children]
+        together = widgets.HBox(kept, layout=widgets.Layout(
+            flex=f"1 1 {MIN_GRID + PANE + 16}px", flex_flow="row nowrap"))
+        row = widgets.HBox([c for c in (left, together) if c.children],
                            layout=widgets.Layout(flex_flow="row wrap"))
         extra = [p for p in self.panes.values() if p.column is None]
         if not extra:
@@ -650,7 +728,7 @@ class DeepVis(widgets.VBox):
     def _snapshot(self) -> ViewState:
         return ViewState(self.layer, self.unit, self.image_index, self.method, self.position,
                          tuple(self.clicked), self.display, self.contrast,  # type: ignore[arg-type]
-                         self.epoch)
+                         self.epoch, self.unit_scale, self.weights_note)
 
     def _maps(self, state: ViewState) -> torch.Tensor:
         """The layer's maps ``(C, ...)`` for the state's image (once per job)."""
@@ -719,7 +797,7 @@ class DeepVis(widgets.VBox):
         weights = self.scrubber.analysis.state_dict(epoch)
         if weights is None:
             why = self.scrubber.analysis.problem(epoch) or "its checkpoint cannot be read"
-            self._status.value = (f"<span style='color:#b00'>epoch {epoch} is unavailable: "
+            self._status.value = (f"<span class='deepvis-error'>epoch {epoch} is unavailable: "
                                   f"{html.escape(str(why))}</span>")
             return False
         with torch.no_grad():
@@ -742,6 +820,53 @@ class DeepVis(widgets.VBox):
         channels = int(self._layers[layer].channels or 1)
         others = [u for u in range(0, channels, max(1, channels // 4)) if u != unit]
         return [unit, *others[:4]]
+
+    def _logit_layer(self) -> str | None:
+        """The layer whose units are the classes: the last linear layer with one output per
+        class name (None without ``classes``)."""
+        if self._classes is None:
+            return None
+        logits = [n for n, layer in self._layers.items()
+                  if layer.kind == "linear" and layer.channels == len(self._classes)]
+        return logits[-1] if logits else None
+
+    def _unit_name(self, layer: str, unit: int) -> str:
+        """``" (cat)"`` for a unit of the logit layer, else ``""``."""
+        if self._classes is None or layer != self._logit_layer():
+            return ""
+        return f" ({self._classes[unit]})"
+
+    def _rectifiers_below(self, layer: str, image_index: int = 0) -> bool:
+        """Whether a ReLU the projection rules replace may lie between the input and ``layer``
+        (where it does not, deconvnet, guided backprop and the gradient coincide).
+
+        Read from the probe's rectifier coverage (ReLU calls in call order) against the
+        layer's place in :attr:`Probe.layers` (layers in the order their outputs appear). A
+        functional ``F.relu`` whose place is unknown counts as below: the dashboard only says
+        the methods coincide where that is certain.
+        """
+        if self._coverage is None:
+            image = self._images[min(image_index, len(self._images) - 1)]
+            self._coverage = self.probe.coverage(self._model_input(image))
+        coverage = self._coverage
+        if coverage.bypassing_modules:
+            return True
+        order = {info.name: i for i, info in enumerate(self.probe.layers)}
+        target = order.get(layer)
+        if target is None:
+            return True
+        for call in coverage.replaced:
+            if call.module_call:
+                if order.get(call.site, -1) < target:
+                    return True
+                continue
+            # F.relu inside module M's forward: after M started, i.e. after every layer that
+            # ended before M's first sub-layer (or M itself) ended
+            inside = [i for name, i in order.items()
+                      if name == call.site or name.startswith(f"{call.site}.")]
+            if call.site == "<model>" or not inside or min(inside) <= target:
+                return True
+        return False
 
     def _check_classes(self) -> None:
         """Refuse a ``classes`` list whose length differs from the model's logits."""
@@ -774,6 +899,12 @@ class DeepVis(widgets.VBox):
     def _show_error(self, exc: BaseException) -> None:
         if not self._closed:
             report_error(self._errors, exc, self._status)
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    """``"#rrggbb"`` as an RGB tuple."""
+    value = color.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
 
 
 def _one_of(name: str, value: object, choices: Sequence[str]) -> str:
@@ -881,7 +1012,13 @@ def _collect_images(images: Any, limit: int) -> tuple[list[torch.Tensor], list[i
 
 
 def _decode_upload(content: bytes, shape: torch.Size) -> tuple[torch.Tensor, str]:
-    """An uploaded file as an image tensor shaped like the others, and a notice of what changed."""
+    """An uploaded file as an image tensor shaped like the others, and a one-line notice.
+
+    Like torchvision's ``Resize`` + ``CenterCrop``: the picture is scaled (bilinear) until it
+    covers the model's ``H x W`` with its short side, and the overhang is cut off evenly on
+    both sides, so shapes keep their proportions (a circle stays round). The notice says what
+    was done, short enough for one line of the input column; the details are in its tooltip.
+    """
     channels, height, width = shape
     try:
         picture = Image.open(io.BytesIO(content))
@@ -889,15 +1026,32 @@ def _decode_upload(content: bytes, shape: torch.Size) -> tuple[torch.Tensor, str
     except Exception as exc:
         msg = "the uploaded file is not an image PIL can read (PNG, JPEG, ...)"
         raise InvalidOptionError(msg) from exc
-    notices = []
+    details = []
     mode = "L" if channels == 1 else "RGB"
     if picture.mode != mode:
-        notices.append(f"converted from {picture.mode} to {mode}")
+        details.append(f"converted from {picture.mode} to {mode}")
         picture = picture.convert(mode)
-    if picture.size != (width, height):
-        notices.append(f"resized from {picture.size[0]}x{picture.size[1]} to {width}x{height}")
-        picture = picture.resize((width, height), Image.BILINEAR)
+    w0, h0 = picture.size
+    line = f"upload {w0}×{h0}, as is"
+    if (w0, h0) != (width, height):
+        # the side that must match exactly; the other one is at least as long as needed
+        if w0 * height >= h0 * width:
+            scaled = (max(width, int(height * w0 / h0)), height)
+        else:
+            scaled = (width, max(height, int(width * h0 / w0)))
+        if scaled != (w0, h0):
+            picture = picture.resize(scaled, Image.BILINEAR)
+            details.append(f"resized from {w0}×{h0} to {scaled[0]}×{scaled[1]} (short side)")
+        left = round((scaled[0] - width) / 2.0)
+        top = round((scaled[1] - height) / 2.0)
+        cropped = scaled != (width, height)
+        if cropped:
+            picture = picture.crop((left, top, left + width, top + height))
+            details.append(f"centre-cropped to {width}×{height}")
+        line = f"upload {w0}×{h0} → {width}×{height}" + (", centre crop" if cropped else "")
     array = np.asarray(picture, dtype=np.float32) / 255
     tensor = torch.from_numpy(array.reshape(height, width, -1)).permute(2, 0, 1).contiguous()
-    notice = "uploaded image " + ("(" + "; ".join(notices) + ")" if notices else "as is")
+    title = "uploaded image " + ("(" + "; ".join(details) + ")" if details else "as is")
+    notice = (f"<div class='deepvis-notice' title='{html.escape(title, quote=True)}'>"
+              f"{html.escape(line)}</div>")
     return tensor, notice

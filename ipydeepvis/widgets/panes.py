@@ -13,6 +13,7 @@ Panes compute through the core (:class:`~ipydeepvis.core.Probe` and friends) and
 
 from __future__ import annotations
 
+import html
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,13 +35,17 @@ __all__ = [
     "ActivationGridPane",
     "InputPane",
     "Pane",
+    "Projection",
     "ProjectionPane",
+    "UnitMap",
     "UnitPane",
     "ViewState",
 ]
 
 PANE = 192  # px of the input, enlarged-unit and projection panes
 GRID_WIDTH = 480
+NEUTRAL = 128  # grey of a projection pane with nothing to show (zero in the raw display)
+MARKER_COLOR = "#00e5ff"  # the seed / max marker on the enlarged unit (the grid ring is yellow)
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class ViewState:
     display: str
     contrast: float
     epoch: int
+    unit_scale: str = "unit"
+    weights_note: str = ""
 
 
 class Pane:
@@ -95,7 +102,7 @@ class InputPane(Pane):
 
     name = "input"
     column = 0
-    depends = frozenset({"image_index", "epoch"})
+    depends = frozenset({"image_index", "epoch", "weights_note"})
 
     def __init__(self, view: DeepVis) -> None:
         super().__init__(view)
@@ -118,8 +125,11 @@ class InputPane(Pane):
         view = self.view
         image = view._images[state.image_index]
         picture = render.to_rgba(render.resize_nearest(render.image_to_uint8(image), PANE, PANE))
-        return picture, view._notices.get(state.image_index, ""), view._predictions_html(
-            state.image_index)
+        predictions = view._predictions_html(state.image_index)
+        if state.weights_note:
+            predictions = (f"<div class='e2e-weights-note deepvis-warn'>"
+                           f"{html.escape(state.weights_note)}</div>{predictions}")
+        return picture, view._notices.get(state.image_index, ""), predictions
 
     def draw(self, result: tuple[npt.NDArray[np.uint8], str, str], state: ViewState) -> None:
         picture, notice, predictions = result
@@ -134,8 +144,10 @@ class InputPane(Pane):
         layout = self.thumb_layout()
         tiles = np.stack([render.resize_nearest(render.image_to_uint8(img), 32, 32)
                           for img in images])
-        sheet = render.tile_grid(tiles, layout.columns, layout.pad, background=255)
-        self.thumbs.show(render.to_rgba(sheet))
+        # transparent between and after the thumbnails: the page's own background shows
+        # (a white sheet is a white block in a dark theme)
+        rgba = np.stack([render.to_rgba(tile) for tile in tiles])
+        self.thumbs.show(render.tile_grid(rgba, layout.columns, layout.pad, background=0))
         self.thumbs.highlight(self.thumb_box(self.view.image_index))
 
     def thumb_layout(self) -> render.GridLayout:
@@ -163,7 +175,7 @@ class ActivationGridPane(Pane):
 
     def __init__(self, view: DeepVis) -> None:
         super().__init__(view)
-        self.canvas = TileCanvas(GRID_WIDTH, GRID_WIDTH, "e2e-grid")
+        self.canvas = TileCanvas(GRID_WIDTH, GRID_WIDTH, "e2e-grid", fluid=True)
         self.canvas.on_click(view.click_grid)
         self.label = widgets.HTML()
         self.label.add_class("e2e-grid-label")
@@ -187,43 +199,87 @@ class ActivationGridPane(Pane):
 
 
 class UnitPane(Pane):
-    """The selected unit's map, enlarged (click a position to seed the projection there)."""
+    """The selected unit's map, enlarged (click a position to seed the projection there).
+
+    Scaled to the unit's own largest value (``unit_scale == "unit"``, so a weak unit's pattern
+    shows) or to the layer's (units compared by brightness). A marker on the overlay shows where
+    the projection is seeded: the clicked position, else the unit's strongest activation;
+    moving it never re-sends the picture.
+    """
 
     name = "unit"
     column = 2
     depends = frozenset({"layer", "unit", "image_index", "epoch"})
+    display = frozenset({"unit_scale", "position", "clicked"})
 
     def __init__(self, view: DeepVis) -> None:
         super().__init__(view)
         self.canvas = TileCanvas(PANE, PANE, "e2e-unitmap")
+        self.canvas.highlight_color = MARKER_COLOR
         self.canvas.on_click(view.click_unit_map)
+        self._shown: tuple[int, str] | None = None  # (id of the result, scale) on the canvas
         self.widget = widgets.VBox([widgets.HTML("<b>selected unit</b> (click to seed)"),
                                     self.canvas])
 
-    def compute(self, state: ViewState) -> tuple[npt.NDArray[np.uint8], str]:
-        maps = self.view._maps(state)
+    def compute(self, state: ViewState) -> UnitMap:
+        maps = self.view._maps(state).nan_to_num(0.0)
         unit_map = maps[state.unit]
-        top = float(maps.nan_to_num(0.0).clamp(min=0).max())
-        picture = render.unit_map_rgba(unit_map.nan_to_num(0.0), PANE, top)
         peak = float(unit_map.max())
         where = divmod(int(unit_map.flatten().argmax()), unit_map.shape[-1]) \
-            if unit_map.dim() == 2 else ()
-        label = (f"unit <b>{state.unit}</b> of {maps.shape[0]}: max {peak:.3g} at "
-                 f"{tuple(where)}")
-        return picture, label
+            if unit_map.dim() == 2 else None
+        name = self.view._unit_name(state.layer, state.unit)
+        value = f"{peak:.3g}" if where is None else f"max {peak:.3g} at {where}"
+        label = f"unit <b>{state.unit}</b>{name} of {maps.shape[0]}: {value}"
+        return UnitMap(unit_map, float(maps.clamp(min=0).max()), peak, where, label)
 
-    def draw(self, result: tuple[npt.NDArray[np.uint8], str], state: ViewState) -> None:
-        self.canvas.show(result[0])
+    def draw(self, result: UnitMap, state: ViewState) -> None:
+        shown = (id(result), state.unit_scale)
+        if shown != self._shown:  # a moved marker alone re-sends nothing
+            self.canvas.show(self.picture(result, state.unit_scale))
+            self._shown = shown
+        self.canvas.highlight(self.marker(result, state))
         grid = self.view.panes.get("grid")
         if isinstance(grid, ActivationGridPane):
-            grid.label.value = result[1]
+            grid.label.value = f"{result.label} · scaled to the {state.unit_scale}"
+
+    @staticmethod
+    def picture(result: UnitMap, scale: str) -> npt.NDArray[np.uint8]:
+        """The enlarged map, 0 black, the unit's (or the layer's) largest value white."""
+        top = max(result.peak, 0.0) if scale == "unit" else result.layer_top
+        return render.unit_map_rgba(result.map, PANE, top)
+
+    def marker(self, result: UnitMap, state: ViewState) -> tuple[int, int, int, int] | None:
+        """The overlay box on the seed: the clicked cell, else the strongest (None for a unit
+        without a map)."""
+        if result.where is None:
+            return None
+        seed = self.view._seed_position(state)
+        cell = seed if isinstance(seed, tuple) else result.where
+        return render.cell_box(cell, tuple(result.map.shape), PANE)  # type: ignore[arg-type]
 
     def frames(self) -> dict[str, npt.NDArray[np.uint8] | None]:
         return {"unit": self.canvas.frame}
 
 
+@dataclass(frozen=True)
+class UnitMap:
+    """What :class:`UnitPane` computed: the map, the layer's and the unit's largest values,
+    where the unit's largest value is (None for a unit without a map) and the readout."""
+
+    map: torch.Tensor
+    layer_top: float
+    peak: float
+    where: tuple[int, int] | None
+    label: str
+
+
 class ProjectionPane(Pane):
-    """The selected unit projected back to pixels (deconvnet, guided backprop or gradient)."""
+    """The selected unit projected back to pixels (deconvnet, guided backprop or gradient).
+
+    Honest about what it cannot show: a unit that does not fire on the image (its seed is
+    <= 0) is not projected (a neutral frame and the reason), and where no rectifier lies below
+    the layer the pane says the three methods give one picture.
+    """
 
     name = "projection"
     column = 2
@@ -234,30 +290,72 @@ class ProjectionPane(Pane):
     def __init__(self, view: DeepVis) -> None:
         super().__init__(view)
         self.canvas = TileCanvas(PANE, PANE, "e2e-projection")
-        self.widget = widgets.VBox([widgets.HTML("<b>projection</b>"), self.canvas])
+        self.text = widgets.HTML(layout=widgets.Layout(width=f"{PANE}px"))
+        self.text.add_class("e2e-projection-note")
+        self.widget = widgets.VBox([widgets.HTML("<b>projection</b>"), self.canvas, self.text])
 
-    def compute(self, state: ViewState) -> torch.Tensor:
+    def compute(self, state: ViewState) -> Projection:
         started = time.perf_counter()
         view = self.view
         position = view._seed_position(state)
+        same = not view._rectifiers_below(state.layer, state.image_index)
+        silent = self.inactive(state, position)
+        if silent:
+            self.note = silent
+            return Projection(None, silent, same)
         projection = view.probe.project(view._model_input(view._images[state.image_index]),
                                         state.layer, state.unit, method=state.method,
                                         position=position)[0]
         view.timings["project"] = time.perf_counter() - started
         self.note = f"{state.method} {1000 * view.timings['project']:.0f} ms"
         if not bool(torch.isfinite(projection).all()):
-            self.note += " · <span style='color:#b00'>the projection is not finite</span>"
-        return projection
+            self.note += " · <span class='deepvis-error'>the projection is not finite</span>"
+        return Projection(projection, "", same)
 
-    def draw(self, result: torch.Tensor, state: ViewState) -> None:
+    def inactive(self, state: ViewState, position: Any) -> str:
+        """Why the unit has nothing to project from ``position`` ('' when it has): the seed
+        keeps the activation's value, and a value <= 0 projects nothing meaningful."""
+        unit_map = self.view._maps(state)[state.unit]
+        peak = float(unit_map.max())
+        if isinstance(position, tuple):
+            value = float(unit_map[position])
+            if value > 0:
+                return ""
+            return (f"unit {state.unit} is not active at {position}: {value:.3g} "
+                    f"(max {peak:.3g}); click a brighter cell or seed at max")
+        if peak > 0:
+            return ""
+        return f"unit {state.unit} is not active on this image: max {peak:.3g}"
+
+    def draw(self, result: Projection, state: ViewState) -> None:
         started = time.perf_counter()
-        picture = render.projection_picture(result.nan_to_num(0.0), state.display,
-                                            state.contrast)
-        self.canvas.show(render.to_rgba(render.resize_nearest(picture, PANE, PANE)))
+        notes = []
+        if result.values is None:
+            self.canvas.show(np.full((PANE, PANE, 4), (NEUTRAL,) * 3 + (255,), np.uint8))
+            notes.append(html.escape(result.reason))
+        else:
+            picture = render.projection_picture(result.values.nan_to_num(0.0), state.display,
+                                                state.contrast)
+            self.canvas.show(render.to_rgba(render.resize_nearest(picture, PANE, PANE)))
+        if result.same_methods:
+            notes.append(f"no rectifier lies below {html.escape(state.layer)}: deconvnet, "
+                         "guided and gradient give the same picture here")
+        self.text.value = "<br>".join(f"<span class='deepvis-warn'>{n}</span>" for n in notes)
         self.view.timings["picture"] = time.perf_counter() - started
 
     def frames(self) -> dict[str, npt.NDArray[np.uint8] | None]:
         return {"projection": self.canvas.frame}
+
+
+@dataclass(frozen=True)
+class Projection:
+    """What :class:`ProjectionPane` computed: the projection ``(C, H, W)`` or, when the unit has
+    nothing to project, None and the reason; and whether the three methods coincide at this
+    layer (no rectifier below it)."""
+
+    values: torch.Tensor | None
+    reason: str
+    same_methods: bool
 
 
 def _finite_note(values: torch.Tensor, what: str, state: ViewState) -> str:
@@ -266,7 +364,7 @@ def _finite_note(values: torch.Tensor, what: str, state: ViewState) -> str:
     if not bad:
         return ""
     at = f" at epoch {state.epoch}" if state.epoch >= 0 else ""
-    return (f"<span style='color:#b00'>{what} has {bad} non-finite value(s){at}: the weights "
+    return (f"<span class='deepvis-error'>{what} has {bad} non-finite value(s){at}: the weights "
             "have diverged (NaN or infinity); drawn as 0</span>")
 
 

@@ -33,13 +33,21 @@ class TileCanvas(MultiCanvas):
         Initial size in pixels (the canvas takes each frame's size).
     css_class : str
         Added to the widget, so tests and styles can find it.
+    fluid : bool
+        False: shown at its pixel size. True: shown at most at its pixel size, narrower when
+        its column is (scaled uniformly, crisp pixels; clicks still map to canvas pixels), so
+        a layout can stay side by side in a narrow notebook.
     """
 
-    def __init__(self, width: int, height: int, css_class: str = "") -> None:
+    def __init__(self, width: int, height: int, css_class: str = "",
+                 fluid: bool = False) -> None:
+        self.fluid = fluid
         super().__init__(2, width=width, height=height,
-                         layout=widgets.Layout(width=f"{width}px", height=f"{height}px"))
+                         layout=widgets.Layout(**self._css_size(width, height)))
         if css_class:
             self.add_class(css_class)
+        if fluid:
+            self.add_class("deepvis-fluid")
         self.frame: npt.NDArray[np.uint8] | None = None
         self.highlight_box: tuple[int, int, int, int] | None = None
         self.highlight_color = "#ffcc00"
@@ -56,10 +64,17 @@ class TileCanvas(MultiCanvas):
         if (self.width, self.height) != (width, height):
             with self.hold_sync():
                 self.width, self.height = width, height
-                self.layout.width, self.layout.height = f"{width}px", f"{height}px"
+                for name, value in self._css_size(width, height).items():
+                    setattr(self.layout, name, value)
         self.frame = np.ascontiguousarray(rgba)
         self._redraw_frame()
         self._redraw_highlight()
+
+    def _css_size(self, width: int, height: int) -> dict[str, str]:
+        """The layout's CSS size for a ``width`` x ``height`` px frame."""
+        if self.fluid:  # the canvas keeps its aspect ratio with height auto
+            return {"width": "100%", "height": "auto", "max_width": f"{width}px"}
+        return {"width": f"{width}px", "height": f"{height}px"}
 
     def highlight(self, box: tuple[int, int, int, int] | None) -> None:
         """Outline ``(x, y, width, height)`` on the overlay (a 2 px ring just inside the box, so

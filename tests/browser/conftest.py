@@ -149,7 +149,7 @@ def _artifacts_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     ART_DIR.mkdir(exist_ok=True)
     yield
     report = getattr(request.node, "rep_call", None)
-    names = [n for n in ("dashboard", "standin_voila", "scrubber_page")
+    names = [n for n in ("dashboard", "standin_voila", "scrubber_page", "laptop")
              if n in request.fixturenames]
     if report is None or not report.failed or not names:
         return

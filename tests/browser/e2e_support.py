@@ -60,6 +60,8 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1500, "height": 1300}
 
 HIGHLIGHT = (255, 204, 0, 255)  # TileCanvas.highlight_color "#ffcc00"
+MARKER = (0, 229, 255, 255)  # the seed marker on the enlarged unit, panes.MARKER_COLOR "#00e5ff"
+NEUTRAL = 128  # the projection pane's grey when the unit has nothing to project
 PANE = 192  # input, enlarged unit and projection canvases
 GRID_WIDTH = 480  # the activation grid's width budget (ipydeepvis.widgets.dashboard)
 THUMB, THUMB_PAD, THUMB_COLUMNS = 32, 1, PANE // 33
@@ -238,6 +240,7 @@ class Subject:
     load: Callable[[], Any]  # -> object with .model, .dataset, .classes
     unit_after_run: int = 3
     method_after_run: str = "guided"
+    image_after_run: Callable[[], int] = lambda: 0  # the quickstart: demo.confident_index()
 
 
 def _write_notebook(path: Path, cells: Sequence[tuple[str, str]]) -> None:
@@ -283,6 +286,7 @@ import ipydeepvis as dv
 demo = dv.demo.load()
 view = dv.DeepVis(demo.model, demo.dataset, checkpoints=demo.series, classes=demo.classes,
                   max_images=8, probe_size=100)
+view.image_index = demo.confident_index(among=8)
 view"""
 
 
@@ -294,9 +298,11 @@ def _write_scrubber(root: Path) -> None:
 
 
 STANDIN = Subject("standin", "standin.ipynb", _write_standin, _load_standin)
-QUICKSTART = Subject("quickstart", "quickstart.ipynb", _write_quickstart, _load_demo)
+QUICKSTART = Subject("quickstart", "quickstart.ipynb", _write_quickstart, _load_demo,
+                     image_after_run=lambda: _load_demo().confident_index())
 SCRUBBER = Subject("scrubber", "scrubber.ipynb", _write_scrubber, _load_demo, unit_after_run=0,
-                   method_after_run="deconvnet")
+                   method_after_run="deconvnet",
+                   image_after_run=lambda: _load_demo().confident_index(among=8))
 
 
 @functools.lru_cache(maxsize=1)
@@ -376,14 +382,36 @@ class Expected:
                                             self.layout(state.layer))
         return ring(frame, self.tile_box(state.layer, state.unit) if highlight else None)
 
-    def unit_map(self, state: State, image: torch.Tensor | None = None) -> npt.NDArray[np.uint8]:
+    def unit_map(self, state: State, image: torch.Tensor | None = None,
+                 scale: str = "unit") -> npt.NDArray[np.uint8]:
+        """The enlarged unit, white = its own largest value (or the layer's), with the seed
+        marker on the overlay: the clicked cell, else the strongest."""
         image = self.image(state.image) if image is None else image
         maps = self.maps(state.layer, image)
-        return render.unit_map_rgba(maps[state.unit], PANE, float(maps.clamp(min=0).max()))
+        unit_map = maps[state.unit]
+        top = float(unit_map.max()) if scale == "unit" else float(maps.clamp(min=0).max())
+        frame = render.unit_map_rgba(unit_map, PANE, max(top, 0.0))
+        if unit_map.dim() != 2:
+            return frame
+        cell = state.position if isinstance(state.position, tuple) else divmod(
+            int(unit_map.flatten().argmax()), unit_map.shape[1])
+        return ring(frame, render.cell_box(cell, tuple(unit_map.shape), PANE), MARKER)
+
+    def seed_value(self, state: State, image: torch.Tensor | None = None) -> float:
+        """The activation a projection of ``state`` is seeded with (<= 0: nothing shown)."""
+        image = self.image(state.image) if image is None else image
+        unit_map = self.maps(state.layer, image)[state.unit]
+        if isinstance(state.position, tuple):
+            return float(unit_map[state.position])
+        return float(unit_map.max())
 
     def projection(self, state: State,
                    image: torch.Tensor | None = None) -> npt.NDArray[np.uint8]:
         image = self.image(state.image) if image is None else image
+        if self.seed_value(state, image) <= 0:  # a silent unit: a neutral frame
+            frame = np.full((PANE, PANE, 4), NEUTRAL, np.uint8)
+            frame[..., 3] = 255
+            return frame
         projection = self.probe.project(image, state.layer, state.unit, method=state.method,
                                         position=state.position)[0]
         return render.to_rgba(render.resize_nearest(render.projection_picture(projection),
@@ -393,16 +421,17 @@ class Expected:
         return render.to_rgba(render.resize_nearest(render.image_to_uint8(image), PANE, PANE))
 
     def thumbnails(self, images: Sequence[torch.Tensor], selected: int) -> npt.NDArray[np.uint8]:
-        """White sheet, 32 px tiles in rows of 5 with 1 px gaps, the selected one ringed."""
+        """Transparent sheet (the page shows through), 32 px tiles in rows of 5 with 1 px
+        gaps, the selected one ringed."""
         layout = render.GridLayout(len(images), THUMB_COLUMNS, THUMB, THUMB_PAD)
         height, width = layout.size
-        sheet = np.full((height, width, 3), 255, np.uint8)
+        sheet = np.zeros((height, width, 4), np.uint8)
         for k, img in enumerate(images):
             y, x = layout.origin(k)
-            sheet[y:y + THUMB, x:x + THUMB] = render.resize_nearest(
-                render.image_to_uint8(img), THUMB, THUMB)
+            sheet[y:y + THUMB, x:x + THUMB] = render.to_rgba(render.resize_nearest(
+                render.image_to_uint8(img), THUMB, THUMB))
         y, x = layout.origin(selected)
-        return ring(render.to_rgba(sheet), (x, y, THUMB, THUMB))
+        return ring(sheet, (x, y, THUMB, THUMB))
 
     def top_class(self, image: torch.Tensor) -> str:
         logits = self.probe.output(image)[0]
@@ -410,11 +439,15 @@ class Expected:
 
 
 def decode_upload(png: bytes, shape: Sequence[int]) -> torch.Tensor:
-    """What an uploaded picture becomes: RGB (or L), resized bilinearly to the model's size."""
+    """What an uploaded picture becomes: RGB (or L), then torchvision's ``Resize(short side)``
+    and ``CenterCrop`` to the model's (square) size."""
+    import torchvision.transforms.functional as TF
+
     channels, height, width = shape
+    assert height == width, "the torchvision reference is for square inputs"
     picture = Image.open(__import__("io").BytesIO(png))
-    picture = picture.convert("L" if channels == 1 else "RGB").resize((width, height),
-                                                                      Image.BILINEAR)
+    picture = picture.convert("L" if channels == 1 else "RGB")
+    picture = TF.center_crop(TF.resize(picture, height), [height, width])
     array = np.asarray(picture, dtype=np.float32).reshape(height, width, -1) / 255
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
@@ -618,24 +651,30 @@ def click_canvas_at(page: Any, selector: str, x: float, y: float) -> None:
 CANVAS_BOXES_JS = """(root) => Array.from(root.querySelectorAll('canvas')).map(c => {
   const r = c.getBoundingClientRect();
   const name = Array.from(c.classList).find(k => k.startsWith('e2e-')) || c.className;
-  return [name, c.width, c.height, r.left, r.top, r.width, r.height]; })"""
+  const fluid = c.classList.contains('deepvis-fluid');
+  return [name, fluid, c.width, c.height, r.left, r.top, r.width, r.height]; })"""
 
 
 def layout_problems(page: Any) -> list[str]:
     """What a person would see as broken in the dashboard's layout: a canvas drawn at another
-    CSS size than its pixels (distorted), two canvases overlapping, or a canvas sticking out of
-    the dashboard's box (clipped by the output area)."""
+    CSS size than its pixels (distorted; a fluid canvas may be drawn smaller, at its own
+    aspect ratio), two canvases overlapping, or a canvas sticking out of the dashboard's box
+    (clipped by the output area). Canvases not displayed (an analysis tab not open) are
+    skipped."""
     root = page.eval_on_selector(SEL_DASHBOARD,
                                  "e => { const r = e.getBoundingClientRect();"
                                  " return [r.left, r.top, r.right, r.bottom]; }")
     boxes = page.eval_on_selector(SEL_DASHBOARD, CANVAS_BOXES_JS)
     problems = []
-    for name, w, h, left, _top, css_w, css_h in boxes:
-        if abs(css_w - w) > 0.5 or abs(css_h - h) > 0.5:
+    boxes = [b for b in boxes if b[6] > 0 or b[7] > 0]  # canvases in a hidden tab: not seen
+    for name, fluid, w, h, left, _top, css_w, css_h in boxes:
+        scaled = fluid and css_w <= w + 0.5 and abs(css_h - css_w * h / w) <= 1.0
+        if (abs(css_w - w) > 0.5 or abs(css_h - h) > 0.5) and not scaled:
             problems.append(f"{name}: {w}x{h} px drawn at {css_w:.0f}x{css_h:.0f} CSS px")
         if left < root[0] - 0.5 or left + css_w > root[2] + 0.5:
             problems.append(f"{name}: x {left:.0f}..{left + css_w:.0f} outside the dashboard "
                             f"{root[0]:.0f}..{root[2]:.0f}")
+    boxes = [[name, *rest] for name, _fluid, *rest in boxes]
     for i, (a, *_, al, at, aw, ah) in enumerate(boxes):
         for b, *_, bl, bt, bw, bh in boxes[i + 1:]:
             dx = min(al + aw, bl + bw) - max(al, bl)

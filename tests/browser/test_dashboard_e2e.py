@@ -99,6 +99,7 @@ def assert_python_state(dash: Dashboard, state: State) -> None:
 def go_to(dash: Dashboard, unit: int, method: str) -> State:
     """Bring the dashboard to ``unit`` / ``method`` on image 0 through the UI; wait for it."""
     page = dash.page
+    click_canvas_at(page, SEL_THUMBS, THUMB // 2, THUMB // 2)  # image 0 (a no-op if shown)
     if active_toggle(page, SEL_METHOD) != method:
         click_toggle(page, SEL_METHOD, method)
         wait_active_toggle(page, SEL_METHOD, method)
@@ -112,12 +113,14 @@ def go_to(dash: Dashboard, unit: int, method: str) -> State:
 
 def test_initial_frames_equal_the_expected_pictures(dashboard: Dashboard) -> None:
     dash, e, page = dashboard, dashboard.expected, dashboard.page
-    state = State(e.default_layer, dash.subject.unit_after_run, 0, dash.subject.method_after_run)
+    start = dash.subject.image_after_run()  # the quickstart opens on a confident image
+    state = State(e.default_layer, dash.subject.unit_after_run, start,
+                  dash.subject.method_after_run)
     # the notebook's second cell sets unit 3 and guided backprop (Subject says so)
     wait_slider_value(page, state.unit)
     wait_active_toggle(page, SEL_METHOD, state.method)
     expect_frames(dash, state, parts=("grid", "unit", "projection", "input"), timeout=90)
-    wait_frame(page, SEL_THUMBS, e.thumbnails(dash.images, 0), name=f"{dash.kind}_thumbs")
+    wait_frame(page, SEL_THUMBS, e.thumbnails(dash.images, start), name=f"{dash.kind}_thumbs")
     assert slider_value(page) == state.unit
     assert active_toggle(page, SEL_METHOD) == state.method
     assert active_toggle(page, SEL_POSITION) == "max"
@@ -126,7 +129,7 @@ def test_initial_frames_equal_the_expected_pictures(dashboard: Dashboard) -> Non
         "sel => document.querySelector(sel).innerText.includes('total')", arg=SEL_STATUS)
     status = page.inner_text(SEL_STATUS)
     assert f"layer {state.layer}" in status and f"unit {state.unit}" in status, status
-    assert top_prediction(page) == e.top_class(e.image(0))
+    assert top_prediction(page) == e.top_class(e.image(start))
     assert page.inner_text(SEL_ERRORS).strip() == ""
     assert_python_state(dash, state)
     assert layout_problems(page) == []
@@ -232,7 +235,10 @@ def test_clicking_the_unit_map_seeds_the_projection_there(dashboard: Dashboard) 
     state = go_to(dash, e.alive_units(e.default_layer)[-1], "deconvnet")
     shape = e.layers[state.layer].shape
     h, w = shape[1], shape[2]
-    i, j = h // 4, (3 * w) // 4
+    unit_map = e.maps(state.layer, e.image(0))[state.unit]
+    values = unit_map.flatten().clone()
+    values[int(values.argmax())] = float("-inf")  # the strongest cell is what "max" seeds
+    i, j = divmod(int(values.argmax()), w)  # the next strongest: it fires, so it projects
     click_canvas_at(page, SEL_UNIT_MAP, (j + 0.5) * PANE / w, (i + 0.5) * PANE / h)
     wait_active_toggle(page, SEL_POSITION, "clicked")
     clicked = State(state.layer, state.unit, 0, "deconvnet", (i, j))
@@ -293,7 +299,7 @@ def test_uploading_an_image_shows_it_with_a_notice(dashboard: Dashboard) -> None
     with page.expect_file_chooser() as chooser:
         page.click(SEL_UPLOAD)
     chooser.value.set_files(files=[{"name": "mine.png", "mimeType": "image/png", "buffer": png}])
-    notice = f"uploaded image (converted from RGBA to RGB; resized from 100x70 to {w}x{h})"
+    notice = f"upload 100×70 → {w}×{h}, centre crop"
     page.wait_for_function("([sel, text]) => document.querySelector(sel).innerText.trim() === text",
                            arg=[SEL_NOTICE, notice], timeout=30_000)
     index = len(dash.images)
@@ -319,13 +325,21 @@ def test_an_upload_notice_keeps_the_panes_apart(dashboard: Dashboard) -> None:
     each other (it widens the input column to its own width: in JupyterLab's narrower output
     area the unit-map column then overlaps the activation grid and sticks out on the right)."""
     dash, page = dashboard, dashboard.page
-    if "uploaded image" not in page.inner_text(SEL_NOTICE):
+    if "upload " not in page.inner_text(SEL_NOTICE):
         with page.expect_file_chooser() as chooser:
             page.click(SEL_UPLOAD)
         chooser.value.set_files(files=[{"name": "mine.png", "mimeType": "image/png",
                                         "buffer": _upload_png()}])
-        page.wait_for_function("sel => document.querySelector(sel).innerText.includes('uploaded')",
+        page.wait_for_function("sel => document.querySelector(sel).innerText.includes('upload ')",
                                arg=SEL_NOTICE)
     page.wait_for_timeout(300)
     screenshot(page, f"{dash.kind}_7_after_upload_notice")
     assert layout_problems(page) == []
+    # the notice is one whole line of the 192 px column (issue 12.10): not wrapped, not cut
+    lines, cut, tip = page.eval_on_selector(
+        f"{SEL_NOTICE} .deepvis-notice",
+        "e => { const r = document.createRange(); r.selectNodeContents(e);"
+        " const tops = new Set(Array.from(r.getClientRects()).map(x => Math.round(x.top)));"
+        " return [tops.size, e.scrollWidth > e.clientWidth, e.title]; }")
+    assert lines == 1 and not cut, (lines, cut)
+    assert "centre-cropped" in tip, tip

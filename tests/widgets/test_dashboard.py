@@ -198,8 +198,10 @@ def test_upload_converts_and_resizes_with_a_notice(model: Classifier,
     Image.new("RGBA", (40, 30), (255, 0, 0, 128)).save(buffer, "PNG")
     view._uploaded({"new": [{"content": memoryview(buffer.getvalue()), "name": "x.png"}]})
     assert view.image_index == 3
-    assert view._notice.value == ("uploaded image (converted from RGBA to RGB; "
-                                  "resized from 40x30 to 16x16)")
+    assert view._notice.value == (
+        "<div class='deepvis-notice' title='uploaded image (converted from RGBA to RGB; "
+        "resized from 40×30 to 21×16 (short side); centre-cropped to 16×16)'>"
+        "upload 40×30 → 16×16, centre crop</div>")
     added = view._images[3]
     assert added.shape == (3, 16, 16) and torch.allclose(added[0], torch.ones(16, 16))
     assert torch.equal(added[1], torch.zeros(16, 16))
@@ -210,8 +212,10 @@ def test_save_png(model: Classifier, images: torch.Tensor, tmp_path: Path) -> No
     view = make(model, images)
     path = view.save_png(tmp_path / "view.png")
     saved = np.asarray(Image.open(path))
-    assert saved.shape[0] == max(f.shape[0] for f in [view.frames["grid"], view.frames["unit"]])
-    assert np.array_equal(saved[:192, :192], view.frames["input"])
+    top = 2 * (render.FONT_SIZE + 6)  # a title line and the captions
+    assert saved.shape[0] == top + max(f.shape[0] for f in [view.frames["grid"],
+                                                            view.frames["unit"]])
+    assert np.array_equal(saved[top:top + 192, :192], view.frames["input"])
 
 
 class Slow(Classifier):
