@@ -526,6 +526,7 @@ class OptimizePane(JobPane):
                                                description="contrib clip %", **slider)
         self.steps = widgets.IntSlider(200, min=10, max=1000, step=10, description="steps",
                                        **slider)
+        self.steps.add_class("e2e-optimize-steps")
         self.size = widgets.IntSlider(max(height, width), min=16, max=max(256, height, width),
                                       step=8, description="size px", **slider)
         self.lr_scale = widgets.ToggleButtons(options=[("literal lr", 1.0), ("auto", "auto")],
