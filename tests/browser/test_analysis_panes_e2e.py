@@ -268,6 +268,7 @@ def test_tabs_show_every_analysis(dashboard: Dashboard) -> None:
             assert button.is_visible(), (title, part)
         assert page.locator(f"{SEL_OPEN_TAB} .e2e-{name}-progress").is_visible()
         assert tab_layout_problems(page) == [], title
+        screenshot(page, f"{dashboard.kind}_panes_0_tab_{name}", ".deepvis .widget-tab")
     open_tab(page, "top images")
 
 
@@ -288,6 +289,7 @@ def test_optimize_streams_changing_pixels_and_curve_points(dashboard: Dashboard)
     counts = [s["points"] for s in samples]
     summary = f"{len(samples)} samples: " + ", ".join(
         f"{s['t']:.0f} ms {s['points']} pts{' blank' if s['blank'] else ''}" for s in samples)
+    print(f"\n[optimize {dash.kind}] {len(pictures)} pictures while running; {summary}")
     assert len(pictures) >= 3, f"the picture changed only {len(pictures)} times; {summary}"
     assert counts == sorted(counts), summary
     assert len({s["points"] for s in running if s["points"]}) >= 3, summary
@@ -440,5 +442,10 @@ def test_occlusion_maps_and_a_clicked_cell_shows_the_occluded_input(
     outside[int(top * scale):int(np.ceil(bottom * scale)),
             int(left * scale):int(np.ceil(right * scale))] = False
     assert np.array_equal(shown[outside], picture(image)[outside])
+    # the status still reports the run (no later request redrew it "from the cache": the
+    # unit and image changes before Run were handled before it, the top pane computing on
+    # its own worker rather than in the kernel's message handler)
+    status = page.inner_text(".e2e-occlusion-status")
+    assert re.search(r"positions, .* · [\d.]+ s$", status.strip()), status
     assert tab_layout_problems(page) == []
     screenshot(page, f"{dash.kind}_panes_5_occlusion", ".deepvis .widget-tab")
