@@ -148,6 +148,8 @@ class JobPane(Pane):
             self.status.value = "not computed for this selection yet: press <b>Run</b>"
             return
         self.stopping.clear()
+        with self.bar.hold_sync():  # a new run starts empty, not at the last run's value
+            self.bar.value = 0
         self.stop_button.disabled = False
         self.run_button.disabled = True
         self.status.value = "computing..."
@@ -172,8 +174,9 @@ class JobPane(Pane):
     def progress(self, done: int, total: int) -> bool:
         """The core's ``callback(done, total)``: moves the bar; False once Stop was pressed
         or the view closed."""
-        self.bar.max = max(1, total)
-        self.bar.value = min(done, total)
+        with self.bar.hold_sync():  # one message: the bar never shows a value of another max
+            self.bar.max = max(1, total)
+            self.bar.value = min(done, total)
         return not self.stopping.is_set()
 
     def stop(self) -> None:
@@ -526,6 +529,7 @@ class OptimizePane(JobPane):
                                                description="contrib clip %", **slider)
         self.steps = widgets.IntSlider(200, min=10, max=1000, step=10, description="steps",
                                        **slider)
+        self.steps.add_class("e2e-optimize-steps")
         self.size = widgets.IntSlider(max(height, width), min=16, max=max(256, height, width),
                                       step=8, description="size px", **slider)
         self.lr_scale = widgets.ToggleButtons(options=[("literal lr", 1.0), ("auto", "auto")],
@@ -693,6 +697,7 @@ class TopImagesPane(JobPane):
             widgets.VBox([widgets.HTML("<b>their projections</b>"), self.projections_canvas]),
         ]), self.source]
         self._built = ByteLRU(16 * 2**20, "top-k indexes built on the dashboard's images")
+        self.auto = view._index is not None  # shown without Run, on the pane's worker
         self.assemble("The images of the data set that drive this unit hardest, cropped to "
                       "its receptive field, and what of each the unit sees (Zeiler &amp; "
                       "Fergus Fig. 2). Pass <code>index=</code> (a data-set index from "

@@ -357,8 +357,10 @@ class DeepVis(widgets.VBox):
         worker = self._pane_workers.get(name) if self._ready else None
         if worker is None:
             return
-        if not run and not worker.started:  # nothing computed yet: say so without a thread
-            pane = self.panes[name]
+        pane = self.panes[name]
+        # nothing computed yet and nothing to compute without Run: say so without a thread
+        # (an auto pane computes on "show", which belongs on its worker)
+        if not run and not worker.started and not getattr(pane, "auto", False):
             try:
                 pane.job({"show"})  # type: ignore[attr-defined]
             except Exception as exc:

@@ -648,7 +648,10 @@ def click_canvas_at(page: Any, selector: str, x: float, y: float) -> None:
     page.click(selector, position={"x": (x + 0.5) * cw / w, "y": (y + 0.5) * ch / h})
 
 
-CANVAS_BOXES_JS = """(root) => Array.from(root.querySelectorAll('canvas')).map(c => {
+# Rendered canvases only: one inside a hidden tab (the analyses below the main row) has no
+# client rects, and no box a person could see.
+CANVAS_BOXES_JS = """(root) => Array.from(root.querySelectorAll('canvas'))
+  .filter(c => c.getClientRects().length > 0).map(c => {
   const r = c.getBoundingClientRect();
   const name = Array.from(c.classList).find(k => k.startsWith('e2e-')) || c.className;
   const fluid = c.classList.contains('deepvis-fluid');

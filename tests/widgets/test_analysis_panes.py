@@ -213,3 +213,48 @@ def test_optimize_stop_ends_the_run_within_one_step(demo: object) -> None:
     assert view.wait(300)
     assert steps[-1] == 5 and "(stopped)" in pane.status.value
     view.close()
+
+
+def test_top_images_with_an_index_compute_on_the_pane_worker_not_the_caller(
+        demo: object) -> None:
+    """With an index the pane computes without Run; that work belongs on its own worker (a
+    unit change from the slider must not hold up the kernel), also before any Run."""
+    from ipydeepvis.core.indexing import build_index
+
+    data = [demo.dataset[i] for i in range(24)]
+    index = build_index(demo.model, data, ["features.conv5"], k=9)
+    view = dv.DeepVis(demo.model, demo.dataset, classes=demo.classes, max_images=4, index=index)
+    pane = view.panes["top"]
+    threads = []
+    original = pane.compute
+
+    def compute(state: object) -> object:
+        threads.append(threading.current_thread().name)
+        return original(state)
+
+    pane.compute = compute  # type: ignore[method-assign]
+    assert view.wait(120)
+    view.unit = 3
+    assert view.wait(120)
+    assert threads and set(threads) == {"ipydeepvis-top"}, threads
+    assert "unit 3: 9 top images" in pane.status.value
+    view.close()
+
+
+def test_a_new_run_starts_with_an_empty_progress_bar(demo: object) -> None:
+    view = make(demo)
+    pane = view.panes["occlusion"]
+    pane.patch.value, pane.stride.value = 16, 16
+    pane.request(run=True)
+    assert pane.bar.value == pane.bar.max > 1  # the finished run fills the bar
+    seen = []
+    original = pane.compute
+
+    def compute(state: object) -> object:
+        seen.append((pane.bar.value, pane.status.value))
+        return original(state)
+
+    pane.compute = compute  # type: ignore[method-assign]
+    pane.stride.value = 8
+    pane.request(run=True)
+    assert seen == [(0, "computing...")]

@@ -1,0 +1,451 @@
+"""The dashboard's analysis panes in a real browser: JupyterLab and Voila, Debian's Chromium.
+
+The page shows ``DeepVis(demo.model, demo.dataset, index=...)`` with a data-set index of the
+first 48 images of the embedded data set built in the notebook (``PANES_CELL``). Below the
+main row, the analyses sit in tabs; each test opens its tab through the tab bar and drives the
+pane with its own buttons. What the tests check:
+
+- optimize (issue 11): Run streams the optimized image to its canvas (non-blank pixels that
+  change while the run goes on, read many times in the page during the run) and the objective
+  curve gains points (the bqplot path's vertices); the last picture equals
+  :func:`ipydeepvis.maximize` run here with the pane's parameters; Stop during a 1,000-step run
+  ends it within one step (the kernel's step count, read through a spy on ``stop``) and the
+  count stays put afterwards (the progress bar in both environments);
+- top images (issue 10): the 3 x 3 sheets of patches and projections equal the index's crops
+  rendered here (tolerance 0); clicking a patch makes its data-set image the input, seeded at
+  the unit's position there;
+- occlusion (issue 13): Run draws the unit's and the class's maps as the core computes them
+  here; clicking a cell of the class map shows the input with that patch filled with the
+  image's mean colour.
+
+Each test sets the state it starts from; a screenshot of each open tab goes to
+``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import torch
+
+import ipydeepvis as dv
+from ipydeepvis import render
+from ipydeepvis.core.indexing import build_index
+from ipydeepvis.core.maximize import maximize_params
+from ipydeepvis.core.topk_images import patches, projections
+from ipydeepvis.widgets.analyses import heat_rgba
+from tests.browser.conftest import _open
+from tests.browser.e2e_support import (
+    CANVAS_BOXES_JS,
+    PANE,
+    SEL_INPUT,
+    SEL_POSITION,
+    SEL_PROJECTION,
+    SEL_SLIDER,
+    SEL_THUMBS,
+    THUMB,
+    Dashboard,
+    Expected,
+    State,
+    Subject,
+    _write_notebook,
+    click_canvas_at,
+    demo_available,
+    read_canvas,
+    screenshot,
+    set_slider_via_readout,
+    slider_value,
+    wait_active_toggle,
+    wait_frame,
+    wait_slider_value,
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not demo_available(), reason="ipydeepvis.demo is missing"),
+]
+
+INDEX_LAYER = "features.conv5"  # the dashboard's first layer (its last conv layer)
+INDEXED = 48  # the index covers the data set's first 48 images
+PANES_CELL = f"""\
+import ipydeepvis as dv
+from ipydeepvis.core.indexing import build_index
+
+demo = dv.demo.load()
+indexed = [demo.dataset[i] for i in range({INDEXED})]
+index = build_index(demo.model, indexed, [{INDEX_LAYER!r}], k=9)
+view = dv.DeepVis(demo.model, demo.dataset, classes=demo.classes, index=index)
+view"""
+
+TAB_TITLES = ["top images", "optimize", "occlusion", "invariance", "correspondence"]
+SEL_TAB = ".deepvis .lm-TabBar-tab"
+SEL_OPEN_TAB = ".deepvis .widget-tab-contents > .widget-box:not(.lm-mod-hidden)"
+SEL_OPT_IMAGE = "canvas.e2e-optimize-image"
+SEL_OPT_CURVE = ".e2e-optimize-curve"
+SEL_OPT_STEPS = ".e2e-optimize-steps"
+SEL_TOP_PATCHES = "canvas.e2e-top-patches"
+SEL_TOP_PROJECTIONS = "canvas.e2e-top-projections"
+SEL_OCC_CLASS = "canvas.e2e-occlusion-class"
+SEL_OCC_UNIT = "canvas.e2e-occlusion-unit"
+SEL_OCC_OCCLUDED = "canvas.e2e-occlusion-occluded"
+OBJECTIVE_STROKE = "rgb(31, 119, 180)"  # OptimizePane.objective's first colour, #1f77b4
+TOP_CELL = 60  # TopImagesPane.cell
+TOP_SIDE = 3 * TOP_CELL + 2
+
+
+def _write_panes(root: Path) -> None:
+    _write_notebook(root / "panes.ipynb", [
+        ("markdown", "# ipydeepvis: the analysis panes, with a data-set index"),
+        ("code", PANES_CELL),
+    ])
+
+
+PANES = Subject("panes", "panes.ipynb", _write_panes, lambda: demo(), unit_after_run=0,
+                method_after_run="deconvnet")
+
+
+@pytest.fixture(scope="module", params=["lab", "voila"])
+def dashboard(request: pytest.FixtureRequest, browser: Any,
+              tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """This module's page (named like conftest's fixture, so a failing test leaves its
+    screenshot through conftest's ``_artifacts_on_failure``)."""
+    kind = request.param
+    yield from _open(kind, browser, PANES, expected(), tmp_path_factory.mktemp(f"panes-{kind}"))
+
+
+# ---------------------------------------------------------------------------- expectations
+
+
+@functools.lru_cache(maxsize=1)
+def demo() -> Any:
+    return dv.demo.load()  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=1)
+def expected() -> Expected:
+    d = demo()
+    return Expected(d.model, d.dataset, d.classes)
+
+
+@functools.lru_cache(maxsize=1)
+def indexed() -> list[Any]:
+    return [demo().dataset[i] for i in range(INDEXED)]
+
+
+@functools.lru_cache(maxsize=1)
+def index() -> Any:
+    """The notebook's index, built again here (the scan is deterministic)."""
+    return build_index(demo().model, indexed(), [INDEX_LAYER], k=9)
+
+
+def top_sheet(tiles: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.uint8]:
+    """Tiles as TopImagesPane lays them out: 60 px cells, 3 per row, 1 px white gaps, on a
+    white 182 x 182 sheet."""
+    cells = np.stack([render.resize_nearest(t, TOP_CELL, TOP_CELL) for t in tiles])
+    sheet = render.tile_grid(cells, 3, 1, background=255)
+    full = np.full((TOP_SIDE, TOP_SIDE, 3), 255, np.uint8)
+    full[:sheet.shape[0], :sheet.shape[1]] = sheet
+    return render.to_rgba(full)
+
+
+def picture(image: torch.Tensor) -> npt.NDArray[np.uint8]:
+    """An input image as the panes draw it: nearest-neighbour to 192 px, opaque RGBA."""
+    return render.to_rgba(render.resize_nearest(render.image_to_uint8(image), PANE, PANE))
+
+
+# ---------------------------------------------------------------------------- page helpers
+
+
+def open_tab(page: Any, title: str) -> None:
+    page.locator(SEL_TAB, has_text=title).first.click()
+    page.wait_for_function(
+        "([sel, title]) => { const t = document.querySelector(sel + '.lm-mod-current');"
+        " return !!t && t.innerText.trim() === title; }", arg=[SEL_TAB, title])
+    page.eval_on_selector(SEL_OPEN_TAB, "e => e.scrollIntoView({block: 'start'})")
+
+
+def wait_text(page: Any, selector: str, text: str, timeout: float = 120_000) -> str:
+    """Wait until the element's text contains ``text``; its text."""
+    page.wait_for_function(
+        "([sel, text]) => { const e = document.querySelector(sel);"
+        " return !!e && e.innerText.includes(text); }",
+        arg=[selector, text], timeout=timeout, polling=50)
+    return str(page.inner_text(selector))
+
+
+def set_unit(page: Any, unit: int) -> None:
+    if slider_value(page, SEL_SLIDER) != unit:
+        set_slider_via_readout(page, unit, SEL_SLIDER)
+        wait_slider_value(page, unit, SEL_SLIDER)
+
+
+def set_steps(page: Any, steps: int) -> None:
+    if slider_value(page, SEL_OPT_STEPS) != steps:
+        set_slider_via_readout(page, steps, SEL_OPT_STEPS)
+        wait_slider_value(page, steps, SEL_OPT_STEPS)
+    wait_text(page, ".e2e-optimize-status", "press")  # the kernel has taken the new value
+
+
+def bar_percent(page: Any, name: str) -> float:
+    """The progress bar's filled width in percent."""
+    width = page.eval_on_selector(f".e2e-{name}-progress .progress-bar", "e => e.style.width")
+    return float(str(width).rstrip("%") or 0)
+
+
+def tab_layout_problems(page: Any) -> list[str]:
+    """The open tab's canvases drawn at another CSS size than their pixels, or overlapping."""
+    boxes = page.eval_on_selector(SEL_OPEN_TAB, CANVAS_BOXES_JS)
+    problems = [f"{name}: {w}x{h} px drawn at {cw:.0f}x{ch:.0f} CSS px"
+                for name, w, h, _l, _t, cw, ch in boxes
+                if abs(cw - w) > 0.5 or abs(ch - h) > 0.5]
+    for i, (a, *_, al, at, aw, ah) in enumerate(boxes):
+        for b, *_, bl, bt, bw, bh in boxes[i + 1:]:
+            dx = min(al + aw, bl + bw) - max(al, bl)
+            dy = min(at + ah, bt + bh) - max(at, bt)
+            if dx > 0.5 and dy > 0.5:
+                problems.append(f"{a} and {b} overlap by {dx:.0f}x{dy:.0f} CSS px")
+    return problems
+
+
+# Samples, in the page every few ms until the status shows the run's summary, the optimize
+# canvas (a hash of its pixels, whether any is opaque and not flat) and the number of vertices
+# of the objective's curve; a sample is kept when one of them (or the status) changed.
+WATCH_RUN_JS = """([canvasSel, curveSel, statusSel, stroke, timeout]) => {
+  window.__watch = new Promise((resolve) => {
+    const samples = []; const t0 = performance.now(); let last = '';
+    const points = () => {
+      let most = 0;
+      for (const p of document.querySelectorAll(curveSel + ' path.line')) {
+        if (!(p.getAttribute('style') || '').includes('stroke: ' + stroke)) continue;
+        const d = p.getAttribute('d') || '';
+        most = Math.max(most, d.startsWith('M') ? d.split('L').length : 0);
+      }
+      return most;
+    };
+    const tick = () => {
+      const c = document.querySelector(canvasSel);
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let hash = 2166136261, lo = 255, hi = 0, opaque = 0;
+      for (let i = 0; i < d.length; i++) {
+        hash = Math.imul(hash ^ d[i], 16777619) >>> 0;
+        if (i % 4 === 3) { if (d[i] > 0) opaque++; continue; }
+        lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]);
+      }
+      const status = document.querySelector(statusSel).innerText;
+      const sample = {t: performance.now() - t0, hash, blank: opaque === 0 || hi - lo < 10,
+                      points: points(), computing: status.includes('computing')};
+      const key = [hash, sample.points, status].join('|');
+      if (key !== last) { samples.push(sample); last = key; }
+      if ((status.includes(' steps') && !sample.computing) || sample.t > timeout) {
+        resolve(samples);
+      } else { setTimeout(tick, 5); }
+    };
+    tick();
+  });
+}"""
+
+
+# ---------------------------------------------------------------------------- the tests
+
+
+def test_tabs_show_every_analysis(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    titles = page.eval_on_selector_all(SEL_TAB, "ts => ts.map(t => t.innerText.trim())")
+    assert titles == TAB_TITLES
+    for title, name in zip(TAB_TITLES, ["top", "optimize", "occlusion", "invariance",
+                                        "correspondence"], strict=True):
+        open_tab(page, title)
+        for part in ("run", "stop"):
+            button = page.locator(f"{SEL_OPEN_TAB} button.e2e-{name}-{part}")
+            assert button.is_visible(), (title, part)
+        assert page.locator(f"{SEL_OPEN_TAB} .e2e-{name}-progress").is_visible()
+        assert tab_layout_problems(page) == [], title
+        screenshot(page, f"{dashboard.kind}_panes_0_tab_{name}", ".deepvis .widget-tab")
+    open_tab(page, "top images")
+
+
+def test_optimize_streams_changing_pixels_and_curve_points(dashboard: Dashboard) -> None:
+    dash, page, e = dashboard, dashboard.page, dashboard.expected
+    unit, steps = 7, 100
+    set_unit(page, unit)
+    open_tab(page, "optimize")
+    set_steps(page, steps)
+    before = read_canvas(page, SEL_OPT_IMAGE)
+    page.evaluate(WATCH_RUN_JS, [SEL_OPT_IMAGE, SEL_OPT_CURVE, ".e2e-optimize-status",
+                                 OBJECTIVE_STROKE, 180_000])
+    page.click(f"{SEL_OPEN_TAB} .e2e-optimize-run")
+    samples = page.evaluate("window.__watch")
+    running = [s for s in samples if s["computing"]]
+    shown = [s for s in running if not s["blank"]]
+    pictures = {s["hash"] for s in shown}
+    counts = [s["points"] for s in samples]
+    summary = f"{len(samples)} samples: " + ", ".join(
+        f"{s['t']:.0f} ms {s['points']} pts{' blank' if s['blank'] else ''}" for s in samples)
+    print(f"\n[optimize {dash.kind}] {len(pictures)} pictures while running; {summary}")
+    assert len(pictures) >= 3, f"the picture changed only {len(pictures)} times; {summary}"
+    assert counts == sorted(counts), summary
+    assert len({s["points"] for s in running if s["points"]}) >= 3, summary
+    assert counts[-1] == steps, summary  # every step's objective is on the curve at the end
+    final = read_canvas(page, SEL_OPT_IMAGE)
+    assert not np.array_equal(final, before)
+    status = page.inner_text(".e2e-optimize-status")
+    assert f"unit {unit}: best" in status and f"after {steps} steps" in status, status
+    # the last picture is the core's optimum for these parameters, computed here
+    params = maximize_params(3, decay=1e-4, blur_sigma=1.0, blur_every=4, norm_pct=0.0,
+                             contrib_pct=0.0, steps=steps, size=(64, 64), lr_scale="auto")
+    result = dv.maximize(demo().model, e.default_layer, unit, params=params, channels=3)
+    wait_frame(page, SEL_OPT_IMAGE, picture(result.images[0]), name=f"{dash.kind}_optimize")
+    out = dash.kernel("p = view.panes['optimize']; print(len(p.objective.x), "
+                      f"repr(p.params()) == {repr(params)!r}, p.bar.value, p.bar.max)")
+    if out is not None:
+        assert out.split() == [str(steps), "True", str(steps), str(steps)], out
+    assert tab_layout_problems(page) == []
+    screenshot(page, f"{dash.kind}_panes_1_optimize", ".deepvis .widget-tab")
+
+
+STOP_SPY = """\
+p = view.panes['optimize']
+_stops = []
+def _spy(pane=p, stop=type(p).stop):
+    _stops.append(len(pane._trace))
+    stop(pane)
+p.stop = _spy
+print('ok')"""
+
+
+def test_optimize_stop_ends_a_long_run_within_one_step(dashboard: Dashboard) -> None:
+    dash, page = dashboard, dashboard.page
+    open_tab(page, "optimize")
+    set_steps(page, 1000)
+    spied = dash.kernel(STOP_SPY) is not None
+    try:
+        page.click(f"{SEL_OPEN_TAB} .e2e-optimize-run")
+        wait_text(page, ".e2e-optimize-status", "computing")
+        page.wait_for_function(
+            "sel => { const b = document.querySelector(sel);"
+            " const w = parseFloat(b.style.width); return w >= 3 && w < 100; }",
+            arg=".e2e-optimize-progress .progress-bar", timeout=120_000, polling=20)
+        page.click(f"{SEL_OPEN_TAB} .e2e-optimize-stop")
+        status = wait_text(page, ".e2e-optimize-status", "(stopped)", timeout=30_000)
+        stopped = bar_percent(page, "optimize")
+        assert 3 <= stopped < 100, (stopped, status)
+        assert re.search(r"after (\d+) steps", status), status
+        ran = int(re.search(r"after (\d+) steps", status).group(1))  # type: ignore[union-attr]
+        assert ran < 1000 and abs(ran / 10 - stopped) < 0.2, (ran, stopped)
+        first = dash.kernel("print(_stops, len(p._trace), p.bar.value)")
+        time.sleep(1.5)
+        assert bar_percent(page, "optimize") == stopped
+        assert page.locator(f"{SEL_OPEN_TAB} .e2e-optimize-run").is_enabled()
+        assert page.locator(f"{SEL_OPEN_TAB} .e2e-optimize-stop").is_disabled()
+        if first is not None:
+            # [steps done when Stop was pressed] steps done at the end, the bar's value
+            found = re.fullmatch(r"\[(\d+)\] (\d+) (\d+)", first.strip())
+            assert found, first  # Stop was pressed once
+            pressed, trace, bar = (int(v) for v in found.groups())
+            assert pressed <= trace <= pressed + 1, first  # within one step
+            assert bar == trace == ran, first
+            again = dash.kernel("print(_stops, len(p._trace), p.bar.value)")
+            assert again == first, (first, again)  # the count stopped growing
+    finally:
+        if spied:
+            dash.kernel("del p.stop")
+    screenshot(page, f"{dash.kind}_panes_2_optimize_stopped", ".deepvis .widget-tab")
+
+
+def test_top_images_equal_the_index_and_a_click_loads_the_image(dashboard: Dashboard) -> None:
+    dash, page, e = dashboard, dashboard.page, dashboard.expected
+    assert e.default_layer == INDEX_LAYER
+    unit = 7
+    open_tab(page, "top images")
+    set_unit(page, unit)
+    model, scan = demo().model, index()[INDEX_LAYER]
+    crops = patches(model, indexed(), scan, unit)
+    projected = projections(model, indexed(), scan, unit, method="deconvnet")
+    assert len(crops.entries) == 9 and all(entry.value > 0 for entry in crops.entries)
+    wait_frame(page, SEL_TOP_PATCHES, top_sheet([render.image_to_uint8(c) for c in crops.images]),
+               name=f"{dash.kind}_top_patches", timeout=60)
+    wait_frame(page, SEL_TOP_PROJECTIONS,
+               top_sheet([render.projection_picture(c) for c in projected.images]),
+               name=f"{dash.kind}_top_projections")
+    status = wait_text(page, ".e2e-top-status", "9 top images")
+    assert f"unit {unit}" in status, status
+    assert tab_layout_problems(page) == []
+    screenshot(page, f"{dash.kind}_panes_3_top_images", ".deepvis .widget-tab")
+
+    # the second patch of the first row: its data-set image becomes the input, seeded there
+    entry = crops.entries[1]
+    assert entry.index >= len(dash.images)  # not among the images the strip shows: added
+    image = indexed()[entry.index][0]
+    click_canvas_at(page, SEL_TOP_PATCHES, TOP_CELL + 1 + TOP_CELL // 2, TOP_CELL // 2)
+    wait_frame(page, SEL_INPUT, e.input(image), name=f"{dash.kind}_top_clicked_input")
+    wait_active_toggle(page, SEL_POSITION, "clicked")
+    seeded = State(INDEX_LAYER, unit, len(dash.images), "deconvnet", tuple(entry.position))
+    wait_frame(page, SEL_PROJECTION, e.projection(seeded, image),
+               name=f"{dash.kind}_top_clicked_projection")
+    out = dash.kernel("print(view.image_index, tuple(view.clicked), view.position, "
+                      f"bool((view._images[view.image_index] == indexed[{entry.index}][0]).all()))")
+    if out is not None:
+        assert out.strip() == (f"{len(dash.images)} {tuple(entry.position)} clicked True"), out
+    screenshot(page, f"{dash.kind}_panes_4_top_clicked")
+
+
+def test_occlusion_maps_and_a_clicked_cell_shows_the_occluded_input(
+        dashboard: Dashboard) -> None:
+    dash, page, e = dashboard, dashboard.page, dashboard.expected
+    unit = 3
+    set_unit(page, unit)
+    click_canvas_at(page, SEL_THUMBS, THUMB // 2, THUMB // 2)  # image 0
+    image = e.image(0)
+    wait_frame(page, SEL_INPUT, e.input(image), name=f"{dash.kind}_occlusion_input")
+    open_tab(page, "occlusion")
+    page.click(f"{SEL_OPEN_TAB} .e2e-occlusion-run")
+    status = wait_text(page, ".e2e-occlusion-status", "positions")
+    side = int(image.shape[-1])
+    patch, stride = max(1, side // 4), max(1, side // 16)  # the pane's default sliders
+    assert f"patch {patch} px, stride {stride} px" in status, status
+    model = demo().model
+    unit_map = dv.occlusion(model, image, target=(INDEX_LAYER, unit), patch=patch, stride=stride)
+    class_map = dv.occlusion(model, image, target=None, patch=patch, stride=stride)
+    rows, cols = len(unit_map.rows), len(unit_map.cols)
+    assert f"{rows} x {cols} positions" in status, status
+    values = unit_map.values
+    wait_frame(page, SEL_OCC_UNIT, heat_rgba(values, float(np.nanmin(values)),
+                                             float(np.nanmax(values)), (PANE, PANE)),
+               name=f"{dash.kind}_occlusion_unit")
+    heat = heat_rgba(class_map.values, 0.0, 1.0, (PANE, PANE)).astype(np.float64)
+    overlay = (picture(image).astype(np.float64) * (1 - 0.6) + heat * 0.6).round().astype(np.uint8)
+    wait_frame(page, SEL_OCC_CLASS, overlay, name=f"{dash.kind}_occlusion_class")
+    wait_frame(page, SEL_OCC_OCCLUDED, picture(image), name=f"{dash.kind}_occlusion_plain")
+
+    # a cell right of the centre, in the upper third: that patch is filled with the mean colour
+    i, j = rows // 3, (2 * cols) // 3
+    click_canvas_at(page, SEL_OCC_CLASS, (j + 0.5) * PANE / cols, (i + 0.5) * PANE / rows)
+    top, left, bottom, right = unit_map.box(i, j)
+    occluded = image.clone()
+    occluded[:, top:bottom, left:right] = image.mean(dim=(1, 2), keepdim=True)
+    shown = picture(occluded)
+    wait_frame(page, SEL_OCC_OCCLUDED, shown, name=f"{dash.kind}_occlusion_clicked")
+    scale = PANE / side
+    inside = shown[int(np.ceil(top * scale)):int(bottom * scale),
+                   int(np.ceil(left * scale)):int(right * scale), :3]
+    mean = (image.mean(dim=(1, 2)) * 255).round().to(torch.uint8).numpy()
+    assert inside.size and np.all(inside == mean)
+    outside = np.ones((PANE, PANE), bool)
+    outside[int(top * scale):int(np.ceil(bottom * scale)),
+            int(left * scale):int(np.ceil(right * scale))] = False
+    assert np.array_equal(shown[outside], picture(image)[outside])
+    # the status still reports the run (no later request redrew it "from the cache": the
+    # unit and image changes before Run were handled before it, the top pane computing on
+    # its own worker rather than in the kernel's message handler)
+    status = page.inner_text(".e2e-occlusion-status")
+    assert re.search(r"positions, .* · [\d.]+ s$", status.strip()), status
+    assert tab_layout_problems(page) == []
+    screenshot(page, f"{dash.kind}_panes_5_occlusion", ".deepvis .widget-tab")
