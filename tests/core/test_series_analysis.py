@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from ipydeepvis import errors
+from ipydeepvis.checkpoints import CheckpointSeries  # knows the embedded net
 from ipydeepvis.core.cache import ByteLRU, tensor_bytes
-from ipydeepvis.core.checkpoints import CheckpointSeries
 from ipydeepvis.core.evolution import evolution_strip
 from ipydeepvis.core.series_analysis import SeriesAnalysis, probe_images
 from tests.nets import ConvReluPool
