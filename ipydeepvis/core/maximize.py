@@ -64,8 +64,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +79,7 @@ from .parametrization import PARAMETRIZATIONS, Parametrization, centre_position
 from .probe import Probe
 from .regularizers import clip_small_contrib, clip_small_norm, decay, gaussian_blur
 from .seeds import check_position, check_units
-from .shadow import ModelShadow
+from .shadow import ModelShadow, eval_mode
 from .transforms import random_transform
 
 __all__ = [
@@ -571,16 +571,6 @@ def _mean_colour(params: MaximizeParams, preprocess: Any, channels: int) -> tupl
     return colour
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the call; every module's ``training`` flag put back afterwards."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 class _Run:
@@ -624,7 +614,7 @@ class _Run:
             captured: list[torch.Tensor] = []
             calls = [0]
             stack.enter_context(self.module.register_forward_hook(self._hook(captured, calls)))
-            stack.enter_context(_eval_mode(self.shadow))
+            stack.enter_context(eval_mode(self.shadow))
             out = self._forward(start, captured, calls)
         self.spatial = tuple(out.shape[2:])
         if out.dim() not in (2, 4):
@@ -726,7 +716,7 @@ class _Run:
             with ExitStack() as stack:
                 stack.enter_context(self.module.register_forward_hook(
                     self._hook(captured, calls)))
-                stack.enter_context(_eval_mode(self.shadow))
+                stack.enter_context(eval_mode(self.shadow))
                 for step in range(p.steps):
                     # 1. clip to the valid range
                     v = current if identity else para.image(current)

@@ -41,7 +41,7 @@ from ..errors import (
 from .layers import LayerInfo, is_layer_module, module_layers, resolve_layer, traced_layer
 from .rectifiers import METHODS, RectifierCoverage, RectifierRules, RuleSwitch
 from .seeds import build_seeds, check_units
-from .shadow import ModelShadow, WeightsKey
+from .shadow import ModelShadow, WeightsKey, eval_mode
 
 __all__ = ["Probe"]
 
@@ -553,7 +553,7 @@ class Probe:
 
         stopped = False
         result = None
-        with ExitStack() as hooks, _eval_mode(model):
+        with ExitStack() as hooks, eval_mode(model):
             for name, module in modules:
                 hooks.enter_context(module.register_forward_pre_hook(pre_hook(name, module)))
                 hooks.enter_context(module.register_forward_hook(post_hook(name, module)))
@@ -730,13 +730,3 @@ def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run in eval mode, then put every module's ``training`` flag back as it was."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +37,7 @@ from torch import nn
 
 from ..errors import UnsupportedModelError
 
-__all__ = ["ModelShadow", "WeightsKey", "unwrap_model"]
+__all__ = ["ModelShadow", "WeightsKey", "eval_mode", "unwrap_model"]
 
 _WRAPPER_DEPTH = 8  # wrappers of wrappers: more than this is not a real model
 
@@ -262,3 +264,16 @@ def _unwrap_children(module: nn.Module) -> None:
         if inner is not child:
             module._modules[name] = inner
         _unwrap_children(inner)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run in eval mode, then put every module's ``training`` flag back as it was (on a shadow
+    this keeps one shadow reusable across calls that want different modes)."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training

@@ -204,7 +204,7 @@ def tab_layout_problems(page: Any) -> list[str]:
     """The open tab's canvases drawn at another CSS size than their pixels, or overlapping."""
     boxes = page.eval_on_selector(SEL_OPEN_TAB, CANVAS_BOXES_JS)
     problems = [f"{name}: {w}x{h} px drawn at {cw:.0f}x{ch:.0f} CSS px"
-                for name, w, h, _l, _t, cw, ch in boxes
+                for name, _fluid, w, h, _l, _t, cw, ch in boxes
                 if abs(cw - w) > 0.5 or abs(ch - h) > 0.5]
     for i, (a, *_, al, at, aw, ah) in enumerate(boxes):
         for b, *_, bl, bt, bw, bh in boxes[i + 1:]:
