@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from ipydeepvis.data import CLASSES, Shapes, ShapesConfig
 from ipydeepvis.errors import InvalidOptionError
-from ipydeepvis.models import build_model
 
 
 def test_item_is_float_image_in_unit_range_with_int_label() -> None:
@@ -151,35 +146,3 @@ def test_bad_options_are_named() -> None:
         ShapesConfig(image_size=8)
     with pytest.raises(InvalidOptionError, match=r"max_noise=0.9 is not valid"):
         ShapesConfig(max_noise=0.9)
-
-
-def test_generation_costs_less_than_training_on_the_images() -> None:
-    """Rendering a batch takes less time than one training step on it (about 1/4 here).
-
-    A ratio rather than seconds, so that a busy machine slows both sides alike.
-    """
-    ds = Shapes("train", 256, seed=0)
-    model = build_model("zf", generator=torch.Generator().manual_seed(0))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    images, labels = ds.batch(range(128))
-
-    def render() -> None:
-        ds.batch(range(128, 256))
-
-    def step() -> None:
-        for s in range(0, 128, 64):
-            loss = F.cross_entropy(model(images[s : s + 64]), labels[s : s + 64])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-    def best_of_3(fn: Callable[[], None]) -> float:
-        fn()
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    assert best_of_3(render) < 0.75 * best_of_3(step)
