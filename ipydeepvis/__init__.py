@@ -22,6 +22,7 @@ from .core import (
     TopK,
     TopKIndex,
     build_index,
+    maximize_params,
     top_k,
 )
 from .core.correspondence import correspondence
