@@ -18,13 +18,15 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 # Appended to a notebook before it runs: what must hold in its kernel at the end. your_model's
-# picker keeps one torchvision model alive at a time (the one its dashboard shows).
+# picker keeps one torchvision model's weights alive at a time (the one its dashboard shows; the
+# probe's shadow module tree shares those weights, so models count by their weights' storage).
 FINAL_CHECKS = {
     "your_model": (
         "import gc\n"
         "gc.collect()\n"
-        "alive = sorted(type(o).__name__ for o in gc.get_objects()\n"
-        "               if type(o).__name__ in ('AlexNet', 'VGG', 'ResNet'))\n"
+        "alive = sorted({next(o.parameters()).untyped_storage().data_ptr(): type(o).__name__\n"
+        "                for o in gc.get_objects()\n"
+        "                if type(o).__name__ in ('AlexNet', 'VGG', 'ResNet')}.values())\n"
         "print(alive)",
         "['ResNet']",
     ),
