@@ -38,11 +38,14 @@ __all__ = [
     "StripLayout",
     "activation_grid",
     "activation_grid_rgba",
+    "blend",
     "cell_box",
     "check_png_path",
     "gaussian_blur",
     "grid_layout",
+    "heat_rgba",
     "image_to_uint8",
+    "label_palette",
     "label_picture",
     "outline",
     "place_tiles",
@@ -588,3 +591,37 @@ def cell_box(position: tuple[int, int], map_size: tuple[int, int], size: int,
     y = min(max(0, (top + bottom - box_h) // 2), size - box_h)
     return x, y, box_w, box_h
 
+
+# ---------------------------------------------------------------------- maps of values
+
+# viridis at 0, 0.25, 0.5, 0.75 and 1 (matplotlib's colour map, sampled)
+_VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98],
+                     [253, 231, 37]], dtype=np.float64)
+
+
+def heat_rgba(values: npt.NDArray[np.float64], low: float, high: float,
+              size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """A map as viridis colours from ``low`` (dark) to ``high`` (yellow), resized to ``size``
+    ``(height, width)`` with nearest-neighbour sampling; NaN (not computed) is grey."""
+    span = high - low if high > low else 1.0
+    t = np.clip((np.nan_to_num(values, nan=low) - low) / span, 0.0, 1.0) * 4
+    index = np.minimum(t.astype(np.int64), 3)
+    frac = (t - index)[..., None]
+    rgb = _VIRIDIS[index] * (1 - frac) + _VIRIDIS[index + 1] * frac
+    rgb[np.isnan(values)] = 128
+    picture = resize_nearest(rgb.round().astype(np.uint8), *size)
+    return to_rgba(picture)
+
+
+def blend(under: npt.NDArray[np.uint8], over: npt.NDArray[np.uint8],
+          alpha: float) -> npt.NDArray[np.uint8]:
+    """``over`` laid on ``under`` with opacity ``alpha`` (same-shape uint8 pictures)."""
+    mixed = under.astype(np.float64) * (1 - alpha) + over.astype(np.float64) * alpha
+    return mixed.round().astype(np.uint8)
+
+
+def label_palette(count: int) -> list[tuple[int, int, int]]:
+    """``count`` distinct colours; the first (label -1, not computed) is grey."""
+    base = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+    return [(128, 128, 128)] + [base[i % len(base)] for i in range(max(0, count - 1))]

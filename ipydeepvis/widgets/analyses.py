@@ -49,36 +49,10 @@ __all__ = [
     "OcclusionPane",
     "OptimizePane",
     "TopImagesPane",
-    "heat_rgba",
 ]
 
 RESULT_CACHE_BYTES = 64 * 2**20
 """Default bound of each job pane's result cache."""
-
-# viridis at 0, 0.25, 0.5, 0.75 and 1 (matplotlib's colour map, sampled)
-_VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98],
-                     [253, 231, 37]], dtype=np.float64)
-
-
-def heat_rgba(values: npt.NDArray[np.float64], low: float, high: float,
-              size: tuple[int, int]) -> npt.NDArray[np.uint8]:
-    """A map as viridis colours from ``low`` (dark) to ``high`` (yellow), resized to ``size``
-    ``(height, width)`` with nearest-neighbour sampling; NaN (not computed) is grey."""
-    span = high - low if high > low else 1.0
-    t = np.clip((np.nan_to_num(values, nan=low) - low) / span, 0.0, 1.0) * 4
-    index = np.minimum(t.astype(np.int64), 3)
-    frac = (t - index)[..., None]
-    rgb = _VIRIDIS[index] * (1 - frac) + _VIRIDIS[index + 1] * frac
-    rgb[np.isnan(values)] = 128
-    picture = render.resize_nearest(rgb.round().astype(np.uint8), *size)
-    return render.to_rgba(picture)
-
-
-def _blend(under: npt.NDArray[np.uint8], over: npt.NDArray[np.uint8],
-           alpha: float) -> npt.NDArray[np.uint8]:
-    mixed = under.astype(np.float64) * (1 - alpha) + over.astype(np.float64) * alpha
-    return mixed.round().astype(np.uint8)
-
 
 class JobPane(Pane):
     """A pane whose computation runs on its own worker, with Run / Stop, progress and errors.
@@ -282,14 +256,14 @@ class OcclusionPane(JobPane):
         image = render.to_rgba(render.resize_nearest(
             render.image_to_uint8(self.view._images[state.image_index]), PANE, PANE))
         values = unit_map.values
-        self.unit_canvas.show(heat_rgba(values, float(np.nanmin(values)),
+        self.unit_canvas.show(render.heat_rgba(values, float(np.nanmin(values)),
                                         float(np.nanmax(values)), (PANE, PANE)))
         legend = (f"unit {state.unit} of {state.layer}: total activation "
                   f"{np.nanmin(values):.3g} (dark) to {np.nanmax(values):.3g} (yellow), "
                   f"unoccluded {unit_map.base:.3g}")
         if class_map is not None:
-            heat = heat_rgba(class_map.values, 0.0, 1.0, (PANE, PANE))
-            self.class_canvas.show(_blend(image, heat, 0.6))
+            heat = render.heat_rgba(class_map.values, 0.0, 1.0, (PANE, PANE))
+            self.class_canvas.show(render.blend(image, heat, 0.6))
             self.label_canvas.show(self._label_picture(class_map))
             names = self.view._classes or []
             target = int(class_map.target) if isinstance(class_map.target, int) else -1
@@ -303,14 +277,14 @@ class OcclusionPane(JobPane):
     def _label_picture(self, result: OcclusionMap) -> npt.NDArray[np.uint8]:
         assert result.label is not None
         labels = result.label
-        palette = np.array(render_palette(int(labels.max()) + 2), dtype=np.uint8)
+        palette = np.array(render.label_palette(int(labels.max()) + 2), dtype=np.uint8)
         rgb = palette[np.clip(labels, -1, None) + 1]
         return render.to_rgba(render.resize_nearest(rgb, PANE, PANE))
 
     def _label_legend(self, result: OcclusionMap) -> str:
         assert result.label is not None
         names = self.view._classes or []
-        palette = render_palette(int(result.label.max()) + 2)
+        palette = render.label_palette(int(result.label.max()) + 2)
         found, counts = np.unique(result.label[result.label >= 0], return_counts=True)
         items = []
         for label, count in sorted(zip(found.tolist(), counts.tolist(), strict=True),
@@ -349,13 +323,6 @@ class OcclusionPane(JobPane):
                 "occlusion_labels": self.label_canvas.frame,
                 "occlusion_unit": self.unit_canvas.frame,
                 "occlusion_occluded": self.occluded_canvas.frame}
-
-
-def render_palette(count: int) -> list[tuple[int, int, int]]:
-    """``count`` distinct colours; the first (label -1, not computed) is grey."""
-    base = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
-    return [(128, 128, 128)] + [base[i % len(base)] for i in range(max(0, count - 1))]
 
 
 class InvariancePane(JobPane):

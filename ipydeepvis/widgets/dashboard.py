@@ -456,7 +456,7 @@ class DeepVis(widgets.VBox):
         if self._closed:
             msg = "this DeepVis view is closed; build a new one to save a picture"
             raise ViewClosedError(msg)
-        path = _check_png_path(path)
+        path = render.check_png_path(path)
         self.wait()
         labels = self.labels()
         scale = "own scale" if self.unit_scale == "unit" else "layer scale"
@@ -936,21 +936,6 @@ def _check_count(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         msg = f"{name} must be a positive int, got {value!r}"
         raise InvalidOptionError(msg)
-
-
-def _check_png_path(path: str | Path) -> Path:
-    """Where a PNG can be written: a ``.png`` file name in an existing folder."""
-    target = Path(path)
-    if target.is_dir():
-        msg = f"{str(target)!r} is a folder; give a file name ending in '.png'"
-        raise InvalidOptionError(msg)
-    if target.suffix.lower() != ".png":
-        msg = f"save_png writes PNG files: {str(target)!r} should end in '.png'"
-        raise InvalidOptionError(msg)
-    if not target.parent.is_dir():
-        msg = f"cannot write {str(target)!r}: the folder {str(target.parent)!r} does not exist"
-        raise InvalidOptionError(msg)
-    return target
 
 
 def _as_image(item: Any, where: str) -> torch.Tensor:

@@ -40,7 +40,6 @@ from ipydeepvis import render
 from ipydeepvis.core.indexing import build_index
 from ipydeepvis.core.maximize import maximize_params
 from ipydeepvis.core.topk_images import patches, projections
-from ipydeepvis.widgets.analyses import heat_rgba
 from tests.browser.conftest import _open
 from tests.browser.e2e_support import (
     CANVAS_BOXES_JS,
@@ -423,10 +422,10 @@ def test_occlusion_maps_and_a_clicked_cell_shows_the_occluded_input(
     rows, cols = len(unit_map.rows), len(unit_map.cols)
     assert f"{rows} x {cols} positions" in status, status
     values = unit_map.values
-    wait_frame(page, SEL_OCC_UNIT, heat_rgba(values, float(np.nanmin(values)),
+    wait_frame(page, SEL_OCC_UNIT, render.heat_rgba(values, float(np.nanmin(values)),
                                              float(np.nanmax(values)), (PANE, PANE)),
                name=f"{dash.kind}_occlusion_unit")
-    heat = heat_rgba(class_map.values, 0.0, 1.0, (PANE, PANE)).astype(np.float64)
+    heat = render.heat_rgba(class_map.values, 0.0, 1.0, (PANE, PANE)).astype(np.float64)
     overlay = (picture(image).astype(np.float64) * (1 - 0.6) + heat * 0.6).round().astype(np.uint8)
     wait_frame(page, SEL_OCC_CLASS, overlay, name=f"{dash.kind}_occlusion_class")
     wait_frame(page, SEL_OCC_OCCLUDED, picture(image), name=f"{dash.kind}_occlusion_plain")

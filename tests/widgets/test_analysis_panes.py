@@ -12,7 +12,6 @@ import torch
 
 import ipydeepvis as dv
 from ipydeepvis import render
-from ipydeepvis.widgets.analyses import heat_rgba
 from ipydeepvis.widgets.panes import PANE
 
 
@@ -37,7 +36,7 @@ def test_occlusion_pane_draws_the_core_maps_and_the_clicked_occlusion(demo: obje
                             stride=8)
     class_map = dv.occlusion(demo.model, image, target=None, patch=16, stride=8)
     values = unit_map.values
-    expected = heat_rgba(values, float(np.nanmin(values)), float(np.nanmax(values)),
+    expected = render.heat_rgba(values, float(np.nanmin(values)), float(np.nanmax(values)),
                          (PANE, PANE))
     assert np.array_equal(view.frames["occlusion_unit"], expected)
     label = view.frames["occlusion_labels"]
