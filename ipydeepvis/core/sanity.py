@@ -40,8 +40,9 @@ from .batched import Progress, check_images
 from .probe import Probe
 from .shadow import unwrap_model
 
-__all__ = ["MODES", "SanityCheck", "grey_projection", "randomizable_layers", "randomized_copy",
-           "sanity_cascade", "sanity_check", "spearman", "ssim"]
+__all__ = ["MODES", "SanityCheck", "default_depth", "depths", "grey_projection",
+           "randomizable_layers", "randomized_copy", "sanity_cascade", "sanity_check",
+           "spearman", "ssim"]
 
 MODES = ("cascading", "independent")
 """Randomization schedules: from the top of the model down to a depth, or one layer alone."""
@@ -205,6 +206,22 @@ def randomizable_layers(probe: Probe, x: torch.Tensor | None = None) -> list[str
     return names
 
 
+def depths(probe: Probe, layer: str, x: torch.Tensor | None = None) -> list[str]:
+    """The randomizable layers that can change ``layer``'s projections (those at or below it
+    in forward order), top first: the depths worth offering for that layer."""
+    order = randomizable_layers(probe, x)
+    below = _below(probe, layer)
+    return [name for name in reversed(order) if name in below]
+
+
+def _below(probe: Probe, layer: str) -> set[str]:
+    """Modules called up to and including ``layer`` (a traced probe's call order)."""
+    name = probe.layer(layer).name
+    layers = probe.layers
+    at = next(i for i, info in enumerate(layers) if info.name == name)
+    return {info.module for info in layers[:at + 1]}
+
+
 def randomized_copy(model: nn.Module, layers: Sequence[str], *, order: Sequence[str] | None = None,
                     seed: int = 0) -> nn.Module:
     """A copy of ``model`` with ``layers`` re-initialized by their ``reset_parameters``.
@@ -292,11 +309,8 @@ def _trained(model_or_probe: nn.Module | Probe, x: torch.Tensor, layer: str, uni
     probe = _as_probe(model_or_probe)
     order = randomizable_layers(probe, x)
     projection = probe.project(x, layer, unit, method=method, position=position)[0]
-    name = probe.layer(layer).name
-    layers = probe.layers
-    at = next(i for i, info in enumerate(layers) if info.name == name)
-    below = {info.module for info in layers[:at + 1]}
-    return _Trained(probe, order, below, projection, _peak(probe, x, layer, unit))
+    return _Trained(probe, order, _below(probe, layer), projection,
+                    _peak(probe, x, layer, unit))
 
 
 def _randomized(trained: _Trained, x: torch.Tensor, layer: str, unit: int, method: str,

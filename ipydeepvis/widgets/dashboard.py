@@ -37,7 +37,9 @@ from ..errors import (
 from ._base import LatestWins, close_widget_tree, report_error
 from .analyses import ANALYSIS_PANES
 from .epochs import EpochScrubber
+from .histogram import HistogramPane
 from .panes import DEFAULT_PANES, GRID_WIDTH, PANE, InputPane, Pane, ViewState
+from .sanity import SanityPane
 from .tiles import TileCanvas
 
 __all__ = ["DeepVis"]
@@ -153,7 +155,8 @@ class DeepVis(widgets.VBox):
         try:
             self._index = _load_index(index)
             self._setup(model, images, checkpoints, classes, preprocess, max_images,
-                        probe_size, threaded, panes or (*DEFAULT_PANES, *ANALYSIS_PANES))
+                        probe_size, threaded,
+                        panes or (*DEFAULT_PANES, *ANALYSIS_PANES, HistogramPane, SanityPane))
         except BaseException:
             self.close()  # a failed constructor leaves no thread, widget or copy behind
             raise
