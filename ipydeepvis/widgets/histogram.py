@@ -70,7 +70,7 @@ class HistogramPane(JobPane):
         self.x_axis = bq.Axis(scale=x, label="activation", tick_format=".2g")
         self.figure = bq.Figure(
             marks=[self.bars], animation_duration=0,
-            axes=[self.x_axis, bq.Axis(scale=y, orientation="vertical", side="left",
+            axes=[self.x_axis, bq.Axis(scale=y, side="left",
                                        label="fraction of values", tick_format=".2g")],
             layout=widgets.Layout(width="520px", height="280px"),
             fig_margin={"top": 15, "bottom": 45, "left": 60, "right": 15})
@@ -95,7 +95,7 @@ class HistogramPane(JobPane):
                 marks=[self.epoch_lines, self.epoch_marker], animation_duration=0,
                 title="dead fraction per epoch",
                 axes=[bq.Axis(scale=ex, label="epoch", tick_format="d", num_ticks=4),
-                      bq.Axis(scale=ey, orientation="vertical", side="left", num_ticks=3,
+                      bq.Axis(scale=ey, side="left", num_ticks=3,
                               tick_format=".1f")],
                 layout=widgets.Layout(width="240px", height="170px"),
                 fig_margin={"top": 30, "bottom": 35, "left": 40, "right": 10})
