@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidOptionError
-from .batched import Progress, batched_forward, check_batch_size, check_images
+from .batched import Progress, batched_forward, check_batch_size, check_images, model_of
 from .probe import Probe
 from .topk import never_fired
 
@@ -246,7 +246,7 @@ def image_histogram(model_or_probe: nn.Module | Probe, layer: str, image: torch.
     Parameters
     ----------
     model_or_probe : nn.Module or Probe
-        The model (never modified).
+        The model (never modified); a probe that has just seen ``image`` answers from memory.
     layer : str
         Layer name.
     image : Tensor
@@ -263,9 +263,9 @@ def image_histogram(model_or_probe: nn.Module | Probe, layer: str, image: torch.
     if edges.ndim != 1 or edges.shape[0] < 2:
         msg = f"edges must be at least two increasing numbers, got shape {edges.shape}"
         raise InvalidOptionError(msg)
-    with batched_forward(model_or_probe, [layer], x, output=False,
-                         reduce={layer: _per_unit}) as run:
-        (values,) = run(x)[0].values()
+    probe = model_or_probe if isinstance(model_or_probe, Probe) else model_of(model_or_probe)[1]
+    # the probe's recorded pass serves an image it has seen (the dashboard's grid did)
+    values = _per_unit(probe.activations(x, [layer])[layer])
     finite, bad = _finite(values)
     below = int((finite < edges[0]).sum())
     above = int((finite > edges[-1]).sum())

@@ -26,6 +26,7 @@ import torch
 
 from ..core.cache import ByteLRU
 from ..core.histogram import DEFAULT_BINS, LayerHistogram, image_histogram, probe_histogram
+from ..core.probe import Probe
 from .analyses import JobPane
 from .panes import ViewState
 
@@ -52,17 +53,21 @@ class HistogramView:
 
 class HistogramPane(JobPane):
     """The selected layer's activation histogram on the current image and the probe set, and
-    the fraction of its units that never fire."""
+    the fraction of its units that never fire.
+
+    Computed on the first Run; from then on it follows the layer, the image and the epoch by
+    itself (a dashboard whose tab is never used starts no worker for it).
+    """
 
     name = "histogram"
     title = "histogram"
     depends = frozenset({"layer", "image_index", "epoch"})
-    auto = True
     bins: ClassVar[int] = DEFAULT_BINS
 
     def __init__(self, view: DeepVis) -> None:
         super().__init__(view)
         self.probes: ByteLRU[Any] = ByteLRU(PROBE_CACHE_BYTES, "probe-set histograms")
+        self._probe: Probe | None = None
         x, y = bq.LinearScale(), bq.LinearScale(min=0.0)
         self.bars = bq.Bars(x=[], y=[], scales={"x": x, "y": y}, type="grouped",
                             colors=[IMAGE_COLOR, PROBE_COLOR], padding=0.1,
@@ -105,7 +110,25 @@ class HistogramPane(JobPane):
         self.assemble("How the selected layer's activations are spread on this image and on "
                       "the probe set (the same bins, each as a fraction of its values), and "
                       "the fraction of its units that never fire (largest value over the "
-                      "probe set &le; 0).")
+                      "probe set &le; 0). Run once; it then follows the layer, image and "
+                      "epoch.")
+
+    def probe_of(self, model: torch.nn.Module) -> Probe:
+        """A probe of ``model`` kept by this pane (its recorded pass serves the next request
+        on the same image; the dashboard's own probe is left to the main panes)."""
+        probe = self._probe
+        if probe is None or probe.model is not model:
+            probe = self._probe = Probe(model)
+        return probe
+
+    def stop(self) -> None:
+        super().stop()
+        self._probe = None  # also on close: the pane holds no model
+
+    def request(self, run: bool = False) -> None:
+        if run:
+            self.auto = True  # once asked for, it keeps up with the selection
+        super().request(run)
 
     # -- what the result depends on ------------------------------------------------------------
 
@@ -125,20 +148,21 @@ class HistogramPane(JobPane):
 
     def compute(self, state: ViewState) -> HistogramView | None:
         view = self.view
-        model = view.model_at(state.epoch)
+        probe = self.probe_of(view.model_at(state.epoch))
         probe_key = (state.epoch, state.layer, self.bins, view._generation)
         images, where = self.probe_images()
-        probe = self.probes.get(probe_key)
-        if probe is None:
-            probe = probe_histogram(model, state.layer, images, bins=self.bins,
-                                    callback=self.progress)
-            if probe is None:  # stopped
+        over_set = self.probes.get(probe_key)
+        if over_set is None:
+            over_set = probe_histogram(probe, state.layer, images, bins=self.bins,
+                                       callback=self.progress)
+            if over_set is None:  # stopped
                 return None
-            self.probes.put(probe_key, probe, probe.counts.nbytes * 2 + probe.unit_max.numel() * 4
-                            + 256)
+            self.probes.put(probe_key, over_set,
+                            over_set.counts.nbytes * 2 + over_set.unit_max.numel() * 4 + 256)
         x = view._model_input(view._images[state.image_index])
-        shown = image_histogram(model, state.layer, x, probe.edges)
-        return HistogramView(LayerHistogram(probe, shown), where, self.dead_per_epoch(state))
+        shown = image_histogram(probe, state.layer, x, over_set.edges)
+        return HistogramView(LayerHistogram(over_set, shown), where,
+                             self.dead_per_epoch(state))
 
     def dead_per_epoch(self, state: ViewState) -> tuple[list[int], list[float]]:
         """The layer's dead fraction at every readable saved epoch (scans shared with the

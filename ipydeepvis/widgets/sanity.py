@@ -47,13 +47,16 @@ class SanityView:
 
 class SanityPane(JobPane):
     """The selected unit's projection with trained and with randomized weights, side by side,
-    and how similar they are."""
+    and how similar they are.
+
+    Computed on Run or when a control changes; from then on it follows the selection by
+    itself (a dashboard whose tab is never used starts no worker for it).
+    """
 
     name = "sanity"
     title = "sanity check"
     depends = frozenset({"layer", "unit", "image_index", "epoch", "method", "position",
                          "clicked", "display", "contrast"})
-    auto = True
 
     def __init__(self, view: DeepVis) -> None:
         super().__init__(view)
@@ -68,6 +71,7 @@ class SanityPane(JobPane):
         self.seed = widgets.BoundedIntText(0, min=0, max=2**31 - 1, description="seed",
                                            layout=widgets.Layout(width="180px"))
         self._following = False
+        self._probe: Probe | None = None
         self._follow_layer()
         for control in (self.mode, self.depth, self.seed):
             control.observe(self._option_changed, names="value")
@@ -106,7 +110,24 @@ class SanityPane(JobPane):
 
     def _option_changed(self, _change: Any) -> None:
         if not self._following:
-            self.request()
+            self.request(run=True)
+
+    def probe_of(self, model: torch.nn.Module) -> Probe:
+        """A probe of ``model`` kept by this pane (its recorded pass serves the next request
+        on the same image; the dashboard's own probe is left to the main panes)."""
+        probe = self._probe
+        if probe is None or probe.model is not model:
+            probe = self._probe = Probe(model)
+        return probe
+
+    def stop(self) -> None:
+        super().stop()
+        self._probe = None  # also on close: the pane holds no model
+
+    def request(self, run: bool = False) -> None:
+        if run:
+            self.auto = True  # once used, it keeps up with the selection
+        super().request(run)
 
     def key(self, state: ViewState) -> Hashable:
         position = self.view._seed_position(state)
@@ -117,20 +138,18 @@ class SanityPane(JobPane):
 
     def compute(self, state: ViewState) -> SanityView:
         view = self.view
-        model = view.model_at(state.epoch)
+        probe = self.probe_of(view.model_at(state.epoch))
         x = view._model_input(view._images[state.image_index])
         position = view._seed_position(state)
         mode, depth = self.mode.value, self.depth.value
         self.progress(0, 1)
         if mode == TRAINED or depth is None:
-            probe = Probe(model)
             trained = probe.project(x, state.layer, state.unit, method=state.method,
                                     position=position)[0]
             peak = float(probe.activations(x, [state.layer])[state.layer][0, state.unit].max())
-            probe.clear()
             self.progress(1, 1)
             return SanityView(trained, None, peak)
-        check = sanity_check(model, x, state.layer, state.unit, depth=depth, mode=mode,
+        check = sanity_check(probe, x, state.layer, state.unit, depth=depth, mode=mode,
                              method=state.method, position=position, seed=self.seed.value)
         self.progress(1, 1)
         return SanityView(check.trained, check, check.trained_peak)
