@@ -112,42 +112,45 @@ def bench_histogram(quick: bool) -> list[Row]:
 
 
 def plain_sanity(model: nn.Module, x: torch.Tensor, layer: str, unit: int,
-                 names: list[str], order: list[str]) -> torch.Tensor:
-    """Deep-copy the whole model, reset the layers, a fresh probe, project."""
+                 names: list[str], order: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The plain way: a fresh probe for the trained projection; deep-copy the whole model,
+    reset the layers, a fresh probe, project."""
+    trained = dv.Probe(model).project(x, layer, unit)[0]
     clone = copy.deepcopy(model)
     modules = dict(clone.named_modules())
     with torch.random.fork_rng(devices=[]):
         for name in names:
             torch.manual_seed(order.index(name))
             modules[name].reset_parameters()
-    return dv.Probe(clone).project(x, layer, unit)[0]
+    return trained, dv.Probe(clone).project(x, layer, unit)[0]
+
+
+def bench_sanity_case(name: str, model: nn.Module, size: int, layer: str, depth: str,
+                      quick: bool) -> list[Row]:
+    torch.manual_seed(0)
+    x = torch.rand(3, size, size)
+    order = randomizable_layers(dv.Probe(model), x)
+    names = list(reversed(order[order.index(depth):]))
+    repeats = 1 if quick else (5 if size == 64 else 3)
+    ours, plain = interleaved_ms([
+        lambda i: sanity_check(model, x, layer, 0, depth=depth),
+        lambda i: plain_sanity(model, x, layer, 0, names, order),
+    ], repeats)
+    (cascade,) = interleaved_ms([lambda i: sanity_cascade(model, x, layer, 0)],
+                                1 if quick else 3, warmup=0)
+    below = order.index(depth) + 1  # the layers with weights at or below the unit
+    return [(name, f"sanity_check cascading to {depth} (trained + randomized projection)",
+             ours, "1.00x"),
+            (name, "plain: fresh probe; deepcopy whole model, reset, fresh probe, project",
+             plain, f"{plain / ours:.2f}x"),
+            (name, f"sanity_cascade {layer}: all {below} depths", cascade, "")]
 
 
 def bench_sanity(quick: bool) -> list[Row]:
-    rows: list[Row] = []
-    cases = [("embedded net 64px", dv.demo.load().model.eval(), 64, "features.conv5"),
-             ("AlexNet 224px", torchvision.models.alexnet().eval(), 224, "features.10")]
-    for name, model, size, layer in cases:
-        torch.manual_seed(0)
-        x = torch.rand(3, size, size)
-        order = randomizable_layers(dv.Probe(model), x)
-        depth = [n for n in order if n == layer.replace("relu", "conv")][-1] \
-            if layer in order else order[-3]
-        names = list(reversed(order[order.index(depth):]))
-        repeats = 1 if quick else (5 if size == 64 else 3)
-        ours, plain = interleaved_ms([
-            lambda i: sanity_check(model, x, layer, 0, depth=depth),
-            lambda i: plain_sanity(model, x, layer, 0, names, order),
-        ], repeats)
-        (cascade,) = interleaved_ms([lambda i: sanity_cascade(model, x, layer, 0)],
-                                    1 if quick else 3, warmup=0)
-        depths = len([n for n in order if order.index(n) <= order.index(depth)])
-        rows += [(name, f"sanity_check cascading to {depth} (trained + randomized)", ours,
-                  "1.00x"),
-                 (name, "plain: deepcopy whole model, reset, fresh probe, project (random only)",
-                  plain, f"{plain / ours:.2f}x"),
-                 (name, f"sanity_cascade {layer}: {depths} depths", cascade, "")]
-    return rows
+    return [*bench_sanity_case("embedded net 64px", dv.demo.load().model.eval(), 64,
+                               "features.conv5", "features.conv5", quick),
+            *bench_sanity_case("AlexNet 224px", torchvision.models.alexnet().eval(), 224,
+                               "features.10", "features.10", quick)]
 
 
 def main() -> None:

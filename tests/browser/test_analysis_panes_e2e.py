@@ -37,8 +37,10 @@ import torch
 
 import ipydeepvis as dv
 from ipydeepvis import render
+from ipydeepvis.core.histogram import activation_histogram
 from ipydeepvis.core.indexing import build_index
 from ipydeepvis.core.maximize import maximize_params
+from ipydeepvis.core.sanity import sanity_check
 from ipydeepvis.core.topk_images import patches, projections
 from tests.browser.conftest import _open
 from tests.browser.e2e_support import (
@@ -56,6 +58,7 @@ from tests.browser.e2e_support import (
     Subject,
     _write_notebook,
     click_canvas_at,
+    click_toggle,
     demo_available,
     read_canvas,
     screenshot,
@@ -84,7 +87,10 @@ index = build_index(demo.model, indexed, [{INDEX_LAYER!r}], k=9)
 view = dv.DeepVis(demo.model, demo.dataset, classes=demo.classes, index=index)
 view"""
 
-TAB_TITLES = ["top images", "optimize", "occlusion", "invariance", "correspondence"]
+TAB_TITLES = ["top images", "optimize", "occlusion", "invariance", "correspondence",
+              "histogram", "sanity check"]
+TAB_NAMES = ["top", "optimize", "occlusion", "invariance", "correspondence", "histogram",
+             "sanity"]
 SEL_TAB = ".deepvis .lm-TabBar-tab"
 SEL_OPEN_TAB = ".deepvis .widget-tab-contents > .widget-box:not(.lm-mod-hidden)"
 SEL_OPT_IMAGE = "canvas.e2e-optimize-image"
@@ -95,6 +101,14 @@ SEL_TOP_PROJECTIONS = "canvas.e2e-top-projections"
 SEL_OCC_CLASS = "canvas.e2e-occlusion-class"
 SEL_OCC_UNIT = "canvas.e2e-occlusion-unit"
 SEL_OCC_OCCLUDED = "canvas.e2e-occlusion-occluded"
+SEL_HIST_FIGURE = ".e2e-histogram-figure"
+SEL_HIST_DEAD = ".e2e-histogram-dead"
+SEL_SANITY = "canvas.e2e-sanity-projection"
+SEL_SANITY_TRAINED = "canvas.e2e-sanity-trained"
+SEL_SANITY_MODE = ".e2e-sanity-mode"
+SEL_SANITY_TEXT = ".e2e-sanity-similarity"
+HIST_BINS = 40  # HistogramPane.bins
+HIST_FILLS = {"rgb(255, 127, 14)": "image", "rgb(31, 119, 180)": "probe set"}  # the two series
 OBJECTIVE_STROKE = "rgb(31, 119, 180)"  # OptimizePane.objective's first colour, #1f77b4
 TOP_CELL = 60  # TopImagesPane.cell
 TOP_SIDE = 3 * TOP_CELL + 2
@@ -259,8 +273,7 @@ def test_tabs_show_every_analysis(dashboard: Dashboard) -> None:
     page = dashboard.page
     titles = page.eval_on_selector_all(SEL_TAB, "ts => ts.map(t => t.innerText.trim())")
     assert titles == TAB_TITLES
-    for title, name in zip(TAB_TITLES, ["top", "optimize", "occlusion", "invariance",
-                                        "correspondence"], strict=True):
+    for title, name in zip(TAB_TITLES, TAB_NAMES, strict=True):
         open_tab(page, title)
         for part in ("run", "stop"):
             button = page.locator(f"{SEL_OPEN_TAB} button.e2e-{name}-{part}")
@@ -454,3 +467,81 @@ def test_occlusion_maps_and_a_clicked_cell_shows_the_occluded_input(
     assert re.search(r"positions, .* · [\d.]+ s$", status.strip()), status
     assert tab_layout_problems(page) == []
     screenshot(page, f"{dash.kind}_panes_5_occlusion", ".deepvis .widget-tab")
+
+
+# bqplot draws one rect per bin and series; counted per fill colour, with their heights
+BAR_RECTS_JS = """(fig) => {
+  const out = {};
+  for (const r of fig.querySelectorAll('rect.bar')) {
+    const fill = getComputedStyle(r).fill;
+    out[fill] = out[fill] || [0, 0];
+    out[fill][0] += 1;
+    if (parseFloat(r.getAttribute('height') || '0') > 0) out[fill][1] += 1;
+  }
+  return out;
+}"""
+
+
+def test_histogram_bars_and_the_sanity_toggle(dashboard: Dashboard) -> None:
+    """Issue 14 items 3 and 4: Run draws the layer's histogram (one bar per bin and series,
+    the dead fraction computed here); the sanity toggle re-draws the projection with
+    randomized weights (the core's picture, computed here) and prints the similarity."""
+    dash, page, e = dashboard, dashboard.page, dashboard.expected
+    click_toggle(page, SEL_POSITION, "max")
+    wait_active_toggle(page, SEL_POSITION, "max")
+    click_canvas_at(page, SEL_THUMBS, THUMB // 2, THUMB // 2)  # image 0
+    image = e.image(0)
+    wait_frame(page, SEL_INPUT, e.input(image), name=f"{dash.kind}_histogram_input")
+    unit = e.alive_units(INDEX_LAYER, 0)[0]
+    set_unit(page, unit)
+
+    open_tab(page, "histogram")
+    page.click(f"{SEL_OPEN_TAB} .e2e-histogram-run")
+    result = activation_histogram(demo().model, INDEX_LAYER, image, torch.stack(e.images),
+                                  bins=HIST_BINS)
+    assert result is not None
+    units = int(result.probe.unit_max.numel())
+    dead = int(result.probe.dead.sum())
+    text = wait_text(page, SEL_HIST_DEAD, f"dead units: {dead} of {units}")
+    assert f"({result.dead_fraction:.1%})" in text, text
+    assert f"the dashboard's {len(e.images)} images" in text, text
+    page.wait_for_function(
+        "([sel, js, n]) => Object.values((eval(js))(document.querySelector(sel)))"
+        ".reduce((a, v) => a + v[0], 0) === 2 * n",
+        arg=[SEL_HIST_FIGURE, BAR_RECTS_JS, HIST_BINS], timeout=30_000, polling=100)
+    bars = page.eval_on_selector(SEL_HIST_FIGURE, BAR_RECTS_JS)
+    assert {HIST_FILLS.get(fill, fill): count[0] for fill, count in bars.items()} == {
+        "image": HIST_BINS, "probe set": HIST_BINS}, bars
+    # bars with a height: the bins with values, as the core counted them
+    heights = {HIST_FILLS.get(fill, fill): count[1] for fill, count in bars.items()}
+    assert heights == {"image": int((result.image.counts > 0).sum()),
+                       "probe set": int((result.probe.counts > 0).sum())}, bars
+    assert tab_layout_problems(page) == []
+    screenshot(page, f"{dash.kind}_panes_6_histogram", ".deepvis .widget-tab")
+
+    open_tab(page, "sanity check")
+    x = image
+    trained = dv.Probe(demo().model).project(x, INDEX_LAYER, unit)[0]
+    check = sanity_check(demo().model, x, INDEX_LAYER, unit, depth="features.conv3",
+                         mode="cascading")
+    torch.testing.assert_close(check.trained, trained)
+
+    def shown(values: torch.Tensor) -> npt.NDArray[np.uint8]:
+        return render.to_rgba(render.resize_nearest(render.projection_picture(values),
+                                                    PANE, PANE))
+
+    page.select_option(f"{SEL_OPEN_TAB} .e2e-sanity-depth select", "features.conv3")
+    wait_frame(page, SEL_SANITY, shown(trained), name=f"{dash.kind}_sanity_trained")
+    click_toggle(page, SEL_SANITY_MODE, "cascading")
+    wait_frame(page, SEL_SANITY, shown(check.projection), name=f"{dash.kind}_sanity_random")
+    assert not np.array_equal(shown(check.projection), shown(trained))
+    wait_frame(page, SEL_SANITY_TRAINED, shown(trained), name=f"{dash.kind}_sanity_left")
+    text = wait_text(page, SEL_SANITY_TEXT, "Spearman")
+    assert f"Spearman (abs) {check.spearman:.3f}" in text, text
+    assert f"SSIM {check.ssim:.3f}" in text, text
+    assert "features.conv4, features.conv3" in text, text
+    assert tab_layout_problems(page) == []
+    screenshot(page, f"{dash.kind}_panes_7_sanity", ".deepvis .widget-tab")
+    click_toggle(page, SEL_SANITY_MODE, "trained")
+    wait_frame(page, SEL_SANITY, shown(trained), name=f"{dash.kind}_sanity_back")
+    wait_text(page, SEL_SANITY_TEXT, "weights as trained")
