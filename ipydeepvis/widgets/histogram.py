@@ -69,21 +69,26 @@ class HistogramPane(JobPane):
         self.probes: ByteLRU[Any] = ByteLRU(PROBE_CACHE_BYTES, "probe-set histograms")
         self._probe: Probe | None = None
         x, y = bq.LinearScale(), bq.LinearScale(min=0.0)
-        self.bars = bq.Bars(x=[], y=[], scales={"x": x, "y": y}, type="grouped",
-                            colors=[IMAGE_COLOR, PROBE_COLOR], padding=0.1,
-                            labels=["this image", "probe set"])
+        # two marks, not one grouped Bars: bqplot 0.13's grouped (and 1-D) bars draw with
+        # zero height in JupyterLab 4 and Voila here; one-row 2-D bars draw. The probe set's
+        # bars are wide, the image's narrow ones stand in front of them.
+        self.probe_bars = bq.Bars(x=[], y=[], scales={"x": x, "y": y}, colors=[PROBE_COLOR],
+                                  padding=0.05, labels=["probe set"])
+        self.image_bars = bq.Bars(x=[], y=[], scales={"x": x, "y": y}, colors=[IMAGE_COLOR],
+                                  padding=0.55, labels=["this image"])
         self.x_axis = bq.Axis(scale=x, label="activation", tick_format=".2g")
         self.figure = bq.Figure(
-            marks=[self.bars], animation_duration=0,
-            axes=[self.x_axis, bq.Axis(scale=y, side="left",
+            marks=[self.probe_bars, self.image_bars], animation_duration=0,
+            axes=[self.x_axis, bq.Axis(scale=y, side="left", num_ticks=5,
                                        label="fraction of values", tick_format=".2g")],
             layout=widgets.Layout(width="520px", height="280px"),
             fig_margin={"top": 15, "bottom": 45, "left": 60, "right": 15})
         self.figure.add_class("e2e-histogram-figure")
-        swatch = ("<span style='display:inline-block;width:12px;height:12px;"
+        swatch = ("<span style='display:inline-block;width:{}px;height:12px;"
                   "background:{};margin-right:4px'></span>{}")
-        self.legend = widgets.HTML("<br>".join([swatch.format(IMAGE_COLOR, "this image"),
-                                                swatch.format(PROBE_COLOR, "probe set")]))
+        self.legend = widgets.HTML("<br>".join([
+            swatch.format(6, IMAGE_COLOR, "this image (narrow bars)"),
+            swatch.format(12, PROBE_COLOR, "probe set (wide bars)")]))
         self.legend.add_class("e2e-histogram-legend")
         self.dead = widgets.HTML(layout=widgets.Layout(width="240px"))
         self.dead.add_class("e2e-histogram-dead")
@@ -199,11 +204,11 @@ class HistogramPane(JobPane):
         centres = (edges[:-1] + edges[1:]) / 2
         image_total = shown.image.counts.sum() + shown.image.below + shown.image.above
         probe_total = max(1, int(shown.probe.counts.sum()))
-        fractions = np.stack([shown.image.counts / max(1, int(image_total)),
-                              shown.probe.counts / probe_total]).astype(np.float64)
-        with self.bars.hold_sync():
-            self.bars.x = centres
-            self.bars.y = fractions
+        for bars, fractions in ((self.probe_bars, shown.probe.counts / probe_total),
+                                (self.image_bars, shown.image.counts / max(1, int(image_total)))):
+            with bars.hold_sync():
+                bars.x = centres
+                bars.y = np.asarray(fractions, dtype=np.float64)[None]
         self.x_axis.label = f"activation of {state.layer}"
         self.dead.value = self.readout(result, state)
         if self.epoch_lines is not None and self.epoch_marker is not None:
@@ -241,8 +246,9 @@ class HistogramPane(JobPane):
         return "<br>".join(lines)
 
     def clear(self) -> None:
-        with self.bars.hold_sync():
-            self.bars.x, self.bars.y = [], []
+        for bars in (self.probe_bars, self.image_bars):
+            with bars.hold_sync():
+                bars.x, bars.y = [], []
         self.dead.value = ""
 
     def summary(self, result: Any, state: ViewState) -> str:

@@ -505,17 +505,23 @@ def test_histogram_bars_and_the_sanity_toggle(dashboard: Dashboard) -> None:
     text = wait_text(page, SEL_HIST_DEAD, f"dead units: {dead} of {units}")
     assert f"({result.dead_fraction:.1%})" in text, text
     assert f"the dashboard's {len(e.images)} images" in text, text
-    page.wait_for_function(
-        "([sel, js, n]) => Object.values((eval(js))(document.querySelector(sel)))"
-        ".reduce((a, v) => a + v[0], 0) === 2 * n",
-        arg=[SEL_HIST_FIGURE, BAR_RECTS_JS, HIST_BINS], timeout=30_000, polling=100)
-    bars = page.eval_on_selector(SEL_HIST_FIGURE, BAR_RECTS_JS)
-    assert {HIST_FILLS.get(fill, fill): count[0] for fill, count in bars.items()} == {
-        "image": HIST_BINS, "probe set": HIST_BINS}, bars
-    # bars with a height: the bins with values, as the core counted them
-    heights = {HIST_FILLS.get(fill, fill): count[1] for fill, count in bars.items()}
-    assert heights == {"image": int((result.image.counts > 0).sum()),
-                       "probe set": int((result.probe.counts > 0).sum())}, bars
+    # one rect per bin and series; those drawn with a height are the bins with values, as
+    # the core counted them here
+    expected_bars = {"image": [HIST_BINS, int((result.image.counts > 0).sum())],
+                     "probe set": [HIST_BINS, int((result.probe.counts > 0).sum())]}
+    named = {v: k for k, v in HIST_FILLS.items()}
+    want = {named[name]: counts for name, counts in expected_bars.items()}
+    try:
+        page.wait_for_function(
+            "([sel, js, want]) => { const got = (eval(js))(document.querySelector(sel));"
+            " return Object.keys(got).length === Object.keys(want).length"
+            " && Object.entries(want).every(([k, v]) => !!got[k] && got[k][0] === v[0]"
+            " && got[k][1] === v[1]); }",
+            arg=[SEL_HIST_FIGURE, BAR_RECTS_JS, want], timeout=30_000, polling=100)
+    finally:
+        bars = page.eval_on_selector(SEL_HIST_FIGURE, BAR_RECTS_JS)
+        print(f"\n[histogram {dash.kind}] rects per series (all, with height): {bars}")
+    assert {HIST_FILLS.get(fill, fill): count for fill, count in bars.items()} == expected_bars
     assert tab_layout_problems(page) == []
     screenshot(page, f"{dash.kind}_panes_6_histogram", ".deepvis .widget-tab")
 

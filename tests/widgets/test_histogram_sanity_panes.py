@@ -37,15 +37,16 @@ def test_histogram_bars_are_the_layers_values_binned_here(demo: object) -> None:
     view = dv.DeepVis(demo.model, demo.dataset, classes=demo.classes, max_images=4,
                       threaded=False)
     pane = view.panes["histogram"]
-    assert "press <b>Run</b>" in pane.status.value and pane.bars.x.size == 0
+    assert "press <b>Run</b>" in pane.status.value and pane.probe_bars.x.size == 0
     pane.request(run=True)  # from then on it follows the selection
     images = torch.stack(view._images)
     values = layer_values(demo.model, images, LAYER)
     counts, edges = np.histogram(values, bins=pane.bins)
-    y = np.asarray(pane.bars.y)
+    y = np.concatenate([pane.image_bars.y, pane.probe_bars.y])
     assert y.shape == (2, pane.bins)
-    np.testing.assert_allclose(np.asarray(pane.bars.x), (edges[:-1] + edges[1:]) / 2,
-                               rtol=0, atol=1e-12)
+    for bars in (pane.image_bars, pane.probe_bars):
+        np.testing.assert_allclose(np.asarray(bars.x), (edges[:-1] + edges[1:]) / 2,
+                                   rtol=0, atol=1e-12)
     np.testing.assert_array_equal(y[1], counts / counts.sum())
     image_counts = np.histogram(values[0], bins=edges)[0]
     np.testing.assert_array_equal(y[0], image_counts / values[0].size)
@@ -59,12 +60,12 @@ def test_histogram_bars_are_the_layers_values_binned_here(demo: object) -> None:
     original = pane.probes.put
     pane.probes.put = lambda *a, **k: (calls.append(a[0]), original(*a, **k))[1]
     view.image_index = 2
-    y2 = np.asarray(pane.bars.y)
+    y2 = np.concatenate([pane.image_bars.y, pane.probe_bars.y])
     np.testing.assert_array_equal(y2[1], y[1])
     np.testing.assert_array_equal(y2[0], np.histogram(values[2], bins=edges)[0] / values[2].size)
     assert calls == []
     view.layer = "features.relu2"  # a ReLU layer: its range starts at 0
-    assert np.asarray(pane.bars.x)[0] > 0 and "range 0 to" in pane.dead.value
+    assert np.asarray(pane.probe_bars.x)[0] > 0 and "range 0 to" in pane.dead.value
     assert "features.relu2" in pane.x_axis.label
     view.close()
 
