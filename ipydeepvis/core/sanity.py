@@ -307,8 +307,9 @@ class _Trained:
 def _trained(model_or_probe: nn.Module | Probe, x: torch.Tensor, layer: str, unit: int,
              method: str, position: Any) -> _Trained:
     probe = _as_probe(model_or_probe)
-    order = randomizable_layers(probe, x)
     projection = probe.project(x, layer, unit, method=method, position=position)[0]
+    traced = all(info.shape is not None for info in probe.layers)  # the projection's pass
+    order = randomizable_layers(probe, None if traced else x)
     return _Trained(probe, order, _below(probe, layer), projection,
                     _peak(probe, x, layer, unit))
 
