@@ -62,7 +62,7 @@ class SanityPane(JobPane):
         super().__init__(view)
         self.mode = widgets.ToggleButtons(
             options=[TRAINED, *MODES], value=TRAINED, description="weights",
-            style={"button_width": "100px"},
+            style={"button_width": "112px"},
             tooltips=["the model's weights", "re-initialized from the top of the model down "
                       "to the chosen depth", "re-initialized at the chosen depth only"])
         self.mode.add_class("e2e-sanity-mode")
@@ -79,12 +79,14 @@ class SanityPane(JobPane):
         self.controls = [self.mode, widgets.HBox([self.depth, self.seed])]
         self.trained_canvas = TileCanvas(PANE, PANE, "e2e-sanity-trained")
         self.canvas = TileCanvas(PANE, PANE, "e2e-sanity-projection")
-        self.caption = widgets.HTML("<b>trained weights</b>")
+        self.caption = widgets.HTML("<b>trained weights</b>",
+                                    layout=widgets.Layout(width=f"{PANE}px"))
         self.similarity = widgets.HTML(layout=widgets.Layout(width="320px"))
         self.similarity.add_class("e2e-sanity-similarity")
+        gap = widgets.Layout(margin="0 12px 0 0")
         self.outputs = [widgets.HBox([
-            widgets.VBox([widgets.HTML("<b>trained</b>"), self.trained_canvas]),
-            widgets.VBox([self.caption, self.canvas]),
+            widgets.VBox([widgets.HTML("<b>trained</b>"), self.trained_canvas], layout=gap),
+            widgets.VBox([self.caption, self.canvas], layout=gap),
             self.similarity,
         ])]
         self.assemble("Does the projection depend on what the network learned? Re-initialize "

@@ -16,7 +16,14 @@ pane with its own buttons. What the tests check:
   the unit's position there;
 - occlusion (issue 13): Run draws the unit's and the class's maps as the core computes them
   here; clicking a cell of the class map shows the input with that patch filled with the
-  image's mean colour.
+  image's mean colour;
+- histogram (issue 14 item 3): Run draws one bar per bin for each series (image, probe set),
+  with a height exactly where the core, run here, counted values, and the dead fraction the
+  core computes;
+- sanity check (issue 14 item 4): the weights toggle re-draws the projection with the weights
+  randomized (cascading to the chosen depth), equal to the core's picture computed here, keeps
+  the trained one beside it and prints the Spearman and SSIM the core computes; back to
+  trained, the trained picture returns.
 
 Each test sets the state it starts from; a screenshot of each open tab goes to
 ``test-artifacts/``.
