@@ -411,6 +411,7 @@ def test_top_images_equal_the_index_and_a_click_loads_the_image(dashboard: Dashb
     image = indexed()[entry.index][0]
     click_canvas_at(page, SEL_TOP_PATCHES, TOP_CELL + 1 + TOP_CELL // 2, TOP_CELL // 2)
     wait_frame(page, SEL_INPUT, e.input(image), name=f"{dash.kind}_top_clicked_input")
+    dash.images.append(image)  # the strip (and the histogram's probe set) now holds it too
     wait_active_toggle(page, SEL_POSITION, "clicked")
     seeded = State(INDEX_LAYER, unit, len(dash.images), "deconvnet", tuple(entry.position))
     wait_frame(page, SEL_PROJECTION, e.projection(seeded, image),
@@ -504,14 +505,15 @@ def test_histogram_bars_and_the_sanity_toggle(dashboard: Dashboard) -> None:
 
     open_tab(page, "histogram")
     page.click(f"{SEL_OPEN_TAB} .e2e-histogram-run")
-    result = activation_histogram(demo().model, INDEX_LAYER, image, torch.stack(e.images),
+    # the probe set is the dashboard's images (the top-images test may have added one)
+    result = activation_histogram(demo().model, INDEX_LAYER, image, torch.stack(dash.images),
                                   bins=HIST_BINS)
     assert result is not None
     units = int(result.probe.unit_max.numel())
     dead = int(result.probe.dead.sum())
     text = wait_text(page, SEL_HIST_DEAD, f"dead units: {dead} of {units}")
     assert f"({result.dead_fraction:.1%})" in text, text
-    assert f"the dashboard's {len(e.images)} images" in text, text
+    assert f"the dashboard's {len(dash.images)} images" in text, text
     # one rect per bin and series; those drawn with a height are the bins with values, as
     # the core counted them here
     expected_bars = {"image": [HIST_BINS, int((result.image.counts > 0).sum())],
