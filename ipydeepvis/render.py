@@ -450,30 +450,43 @@ def strip_figure(strip: Any, *, cell: int = STRIP_CELL, gap: int = STRIP_GAP,
 # ---------------------------------------------------------------------- PNG files
 
 
-def check_png_path(path: str | os.PathLike[str]) -> Path:
-    """``path`` as a :class:`Path` if a PNG can be written there, else a clear error.
+def check_output_path(path: str | os.PathLike[str],
+                      suffixes: Sequence[str] = (".png",)) -> Path:
+    """``path`` as a :class:`Path` if a file with one of ``suffixes`` can be written there,
+    else a clear error naming the bad path and what is expected.
 
     Raises
     ------
     InvalidOptionError
-        When the name does not end in ``.png``, names a folder, or its folder does not exist.
+        When the name does not end in one of ``suffixes``, names a folder, or its folder does
+        not exist.
     """
+    suffix = suffixes[0]
+    kind = {".png": "pictures are saved as PNG (lossless)",
+            ".html": "views are exported as one self-contained HTML file"}.get(
+        suffix, f"files are written as {suffix}")
     try:
         target = Path(path)
     except TypeError as exc:
-        msg = f"path must be a file name ending in '.png', got {path!r}"
+        msg = f"path must be a file name ending in {suffix!r}, got {path!r}"
         raise InvalidOptionError(msg) from exc
     if target.is_dir():
-        msg = f"{str(target)!r} is a folder; give a file name ending in '.png' inside it"
+        msg = f"{str(target)!r} is a folder; give a file name ending in {suffix!r} inside it"
         raise InvalidOptionError(msg)
-    if target.suffix.lower() != ".png":
-        msg = (f"{str(target)!r} does not end in '.png'; pictures are saved as PNG "
-               "(lossless), so give a name like 'view.png'")
+    if target.suffix.lower() not in suffixes:
+        msg = (f"{str(target)!r} does not end in {suffix!r}; {kind}, so give a name like "
+               f"'view{suffix}'")
         raise InvalidOptionError(msg)
     if not target.parent.is_dir():
         msg = f"cannot write {str(target)!r}: the folder {str(target.parent)!r} does not exist"
         raise InvalidOptionError(msg)
     return target
+
+
+def check_png_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a :class:`Path` if a PNG can be written there, else a clear error
+    (:func:`check_output_path` for ``.png``)."""
+    return check_output_path(path, (".png",))
 
 
 def sheet_picture(frames: Sequence[npt.NDArray[np.uint8]], *,

@@ -459,11 +459,43 @@ class DeepVis(widgets.VBox):
         path = render.check_png_path(path)
         self.wait()
         labels = self.labels()
+        shown = self._captioned_frames()
+        frames, captions = [f for _, f, _ in shown], [c for _, _, c in shown]
+        title = "  ·  ".join(f"{key} {value}" for key, value in labels.items())
+        return render.save_png_sheet(frames, path, labels=captions, font_size=render.FONT_SIZE,
+                                     title=title, text=labels)
+
+    def to_html(self, path: str | Path) -> Path:
+        """Write the current view as one self-contained HTML file that needs no kernel.
+
+        The page shows what the canvases show (input, activation grid with the selected unit
+        ringed, the enlarged unit with its marker, the projection) as lossless PNGs with
+        their captions, the labels of :meth:`labels`, the predictions and, with checkpoints,
+        the labelled evolution strip (current epoch outlined) and the saved metrics as a
+        table. Open it from disk in any browser, attach it to a report.
+        """
+        from ..export import Figure, Section, write_html
+
+        if self._closed:
+            msg = "this DeepVis view is closed; build a new one to export it"
+            raise ViewClosedError(msg)
+        render.check_output_path(path, (".html", ".htm"))
+        self.wait()
+        figures = [Figure(frame, caption, name) for name, frame, caption in
+                   self._captioned_frames()]
+        predictions = self._predictions.value if "input" in self.panes else ""
+        sections = [Section("", figures, predictions)]
+        if self.scrubber is not None:
+            sections.append(self._strip_section())
+        return write_html(path, "ipydeepvis view", self.labels(), sections)
+
+    def _captioned_frames(self) -> list[tuple[str, npt.NDArray[np.uint8], str]]:
+        """``(pane, frame, caption)`` of the main row as shown (grid ring drawn in)."""
         scale = "own scale" if self.unit_scale == "unit" else "layer scale"
-        shown, frames, captions = self.frames, [], []
+        shown, out = self.frames, []
         for name, caption in [("input", f"image {self.image_index}"), ("grid", "activations"),
                               ("unit", f"unit {self.unit}, {scale}"),
-                              ("projection", labels["method"])]:
+                              ("projection", self.labels()["method"])]:
             frame = shown.get(name)
             if frame is None:
                 continue
@@ -471,11 +503,25 @@ class DeepVis(widgets.VBox):
             if canvas is not None and name in ("grid", "unit") and canvas.highlight_box:
                 frame = render.outline(frame, canvas.highlight_box,
                                        _rgb(canvas.highlight_color))
-            frames.append(frame)
-            captions.append(caption)
-        title = "  ·  ".join(f"{key} {value}" for key, value in labels.items())
-        return render.save_png_sheet(frames, path, labels=captions, font_size=render.FONT_SIZE,
-                                     title=title, text=labels)
+            out.append((name, frame, caption))
+        return out
+
+    def _strip_section(self) -> Any:
+        """The evolution strip (labelled, current epoch outlined) and the metrics table."""
+        from ..export import Figure, Section, metrics_table
+        from .epochs import metric_curves
+
+        assert self.scrubber is not None
+        strip = self.scrubber.strip
+        figures = []
+        if strip is not None:
+            figures.append(Figure(render.strip_figure(strip), f"feature evolution: layer "
+                                  f"{strip.layer}, deconvnet | image patch per saved epoch",
+                                  "strip"))
+        curves = metric_curves(getattr(self.scrubber.series, "metrics", None))
+        table = metrics_table(curves) or "<p>no metrics saved with these checkpoints</p>"
+        return Section(f"saved epochs: {', '.join(map(str, self.scrubber.epochs))}",
+                       figures, table)
 
     def labels(self) -> dict[str, str]:
         """What the view shows, in words: layer, unit (with its class name on the logit
