@@ -626,6 +626,23 @@ def heat_rgba(values: npt.NDArray[np.float64], low: float, high: float,
     return to_rgba(picture)
 
 
+NEGATIVE_COLOR = (40, 90, 255)
+POSITIVE_COLOR = (230, 40, 40)
+
+
+def signed_rgba(values: npt.NDArray[np.float64], scale: float,
+                size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """A signed map ``(H, W)`` as colours: zero grey (as in the projections' raw display),
+    ``+scale`` red, ``-scale`` blue, linear between; resized to ``size`` nearest-neighbour."""
+    t = np.clip(np.nan_to_num(values) / scale, -1.0, 1.0)[..., None] if scale > 0 else \
+        np.zeros((*values.shape, 1))
+    grey = np.full(3, 128.0)
+    towards = np.where(t >= 0, np.array(POSITIVE_COLOR, np.float64),
+                       np.array(NEGATIVE_COLOR, np.float64))
+    rgb = grey + np.abs(t) * (towards - grey)
+    return to_rgba(resize_nearest(rgb.round().astype(np.uint8), *size))
+
+
 def blend(under: npt.NDArray[np.uint8], over: npt.NDArray[np.uint8],
           alpha: float) -> npt.NDArray[np.uint8]:
     """``over`` laid on ``under`` with opacity ``alpha`` (same-shape uint8 pictures)."""

@@ -36,6 +36,7 @@ from ..errors import (
 )
 from ._base import LatestWins, close_widget_tree, report_error
 from .analyses import ANALYSIS_PANES
+from .compare import ComparePane
 from .epochs import EpochScrubber
 from .panes import DEFAULT_PANES, GRID_WIDTH, PANE, InputPane, Pane, ViewState
 from .tiles import TileCanvas
@@ -94,6 +95,10 @@ class DeepVis(widgets.VBox):
         What the dashboard shows: by default the main row
         (:data:`~ipydeepvis.widgets.panes.DEFAULT_PANES`) and the analyses in tabs below it
         (:data:`~ipydeepvis.widgets.analyses.ANALYSIS_PANES`).
+    compare : nn.Module, optional
+        Another model with the same layer names (e.g. a fine-tuned copy): adds the compare
+        pane, showing the selected unit's projection in both and their difference. With
+        ``checkpoints`` the pane compares saved epochs without it.
     weights_note : str, optional
         A warning shown above the predictions (the ``weights_note`` trait), e.g.
         ``"untrained weights"`` for a torchvision model built with ``weights=None``, whose
@@ -140,6 +145,7 @@ class DeepVis(widgets.VBox):
         panes: Sequence[type[Pane]] | None = None,
         index: Any = None,
         weights_note: str | None = None,
+        compare: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self._ready = False
@@ -148,12 +154,19 @@ class DeepVis(widgets.VBox):
         self.scrubber: EpochScrubber | None = None
         self.panes: dict[str, Pane] = {}
         self._coverage: Any = None
+        self._compare_model = compare
         if weights_note is not None:
             self.weights_note = weights_note
         try:
             self._index = _load_index(index)
+            if compare is not None and not isinstance(compare, nn.Module):
+                msg = f"compare must be a torch.nn.Module, got {type(compare).__name__}"
+                raise UnsupportedModelError(msg)
+            default = (*DEFAULT_PANES, *ANALYSIS_PANES)
+            if compare is not None or checkpoints is not None:
+                default = (*default, ComparePane)
             self._setup(model, images, checkpoints, classes, preprocess, max_images,
-                        probe_size, threaded, panes or (*DEFAULT_PANES, *ANALYSIS_PANES))
+                        probe_size, threaded, panes or default)
         except BaseException:
             self.close()  # a failed constructor leaves no thread, widget or copy behind
             raise
@@ -360,7 +373,8 @@ class DeepVis(widgets.VBox):
         pane = self.panes[name]
         # nothing computed yet and nothing to compute without Run: say so without a thread
         # (an auto pane computes on "show", which belongs on its worker)
-        if not run and not worker.started and not getattr(pane, "auto", False):
+        if not run and not worker.started and not (getattr(pane, "auto", False)
+                                                   and self.tab_shown(name)):
             try:
                 pane.job({"show"})  # type: ignore[attr-defined]
             except Exception as exc:
@@ -442,6 +456,9 @@ class DeepVis(widgets.VBox):
         self._job_maps = None
         self._worker = None
         self._source = None
+        for pane in getattr(self, "panes", {}).values():
+            pane.release()
+        self._compare_model = None
         extra = [p.widget for p in getattr(self, "panes", {}).values() if p.widget is not None]
         close_widget_tree(self, *extra)
 
@@ -705,7 +722,31 @@ class DeepVis(widgets.VBox):
         tabs = widgets.Tab(children=[p.widget for p in extra])
         for i, pane in enumerate(extra):
             tabs.set_title(i, pane.title or pane.name)
+        self._tabs, self._tab_names = tabs, [p.name for p in extra]
+        tabs.observe(self._tab_selected, names="selected_index")
         return widgets.VBox([row, tabs])
+
+    def show_tab(self, name: str) -> None:
+        """Bring the analysis tab of pane ``name`` to the front (what clicking its title
+        does)."""
+        names = getattr(self, "_tab_names", [])
+        if name not in names:
+            msg = f"no analysis tab {name!r}; the tabs are {', '.join(map(repr, names))}"
+            raise InvalidOptionError(msg)
+        self._tabs.selected_index = names.index(name)
+
+    def tab_shown(self, name: str) -> bool:
+        """Whether pane ``name``'s tab is the one in front (an automatic analysis computes
+        only then, so hidden tabs cost nothing while the sliders move)."""
+        tabs = getattr(self, "_tabs", None)
+        names = getattr(self, "_tab_names", [])
+        return tabs is not None and name in names and tabs.selected_index == names.index(name)
+
+    def _tab_selected(self, change: Any) -> None:
+        index = change["new"]
+        names = getattr(self, "_tab_names", [])
+        if index is not None and 0 <= index < len(names):
+            self._request_pane(names[index], run=False)
 
     def _previous_layer(self, _button: Any) -> None:
         self._step_layer(-1)

@@ -96,6 +96,10 @@ class Pane:
         """The RGBA frames this pane shows (for ``DeepVis.frames`` and ``save_png``)."""
         return {}
 
+    def release(self) -> None:
+        """Drop what the pane holds beyond its widgets (probes, model copies); called by
+        ``DeepVis.close``."""
+
 
 class InputPane(Pane):
     """The current image, the image picker (thumbnails, upload) and the model's top-5."""
