@@ -37,6 +37,7 @@ from ..errors import (
 from ._base import LatestWins, close_widget_tree, report_error
 from .analyses import ANALYSIS_PANES
 from .epochs import EpochScrubber
+from .keyboard import KEY_BINDINGS, KeyboardNav
 from .panes import DEFAULT_PANES, GRID_WIDTH, PANE, InputPane, Pane, ViewState
 from .tiles import TileCanvas
 
@@ -104,7 +105,15 @@ class DeepVis(widgets.VBox):
     Call :meth:`close` when done with a view: it stops its threads and frees its widgets, the
     recorded forward pass and any model copy. After training the model in the same kernel,
     :meth:`refresh` redraws everything with the new weights.
+
+    With the pointer over the pictures, keys move through the layers (up/down), units
+    (left/right; Shift+up/down a grid row), images (Page Up/Down), cycle the method (``m``) and
+    seed (``s``), hide the projection (``b``), freeze it on the current unit (``f``) and show
+    the list (``?``): :attr:`key_bindings`, handled by :attr:`keyboard`.
     """
+
+    key_bindings = KEY_BINDINGS
+    """Key -> what it does (read-only; ``keys`` is ipywidgets' list of synced traits)."""
 
     layer = Unicode(help="Name of the layer shown (as in probe.layers)").tag(sync=True)
     unit = Int(0, help="Selected unit (channel) of the layer").tag(sync=True)
@@ -215,6 +224,7 @@ class DeepVis(widgets.VBox):
                              lazy=True)
             for name, pane in self.panes.items() if getattr(pane, "own_worker", False)}
         self._build_controls()
+        self.keyboard = KeyboardNav(self)
         self.layer = start_layer
         style = widgets.HTML(STYLE, layout=widgets.Layout(display="none"))
         self.children = [style, self._controls, self._layout_panes(), self._status,
@@ -443,6 +453,8 @@ class DeepVis(widgets.VBox):
         self._worker = None
         self._source = None
         extra = [p.widget for p in getattr(self, "panes", {}).values() if p.widget is not None]
+        if getattr(self, "keyboard", None) is not None:
+            self.keyboard.close()
         close_widget_tree(self, *extra)
 
     def save_png(self, path: str | Path) -> Path:
@@ -653,6 +665,7 @@ class DeepVis(widgets.VBox):
             flex=f"1 1 {MIN_GRID + PANE + 16}px", flex_flow="row nowrap"))
         row = widgets.HBox([c for c in (left, together) if c.children],
                            layout=widgets.Layout(flex_flow="row wrap"))
+        row = self.keyboard.wrap(row)  # the keys act while the pointer is over the pictures
         extra = [p for p in self.panes.values() if p.column is None]
         if not extra:
             return row
@@ -730,7 +743,8 @@ class DeepVis(widgets.VBox):
     def _snapshot(self) -> ViewState:
         return ViewState(self.layer, self.unit, self.image_index, self.method, self.position,
                          tuple(self.clicked), self.display, self.contrast,  # type: ignore[arg-type]
-                         self.epoch, self.unit_scale, self.weights_note)
+                         self.epoch, self.unit_scale, self.weights_note,
+                         frozen=self.keyboard.frozen)
 
     def _maps(self, state: ViewState) -> torch.Tensor:
         """The layer's maps ``(C, ...)`` for the state's image (once per job)."""
