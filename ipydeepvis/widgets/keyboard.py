@@ -63,12 +63,15 @@ CSS = """<style>
 .deepvis .deepvis-keys.ipyevents-watched {
   box-shadow: inset 0 0 0 1px var(--jp-brand-color2, #90caf9); }
 .deepvis .deepvis-keys-help {
-  position: absolute; top: 24px; left: 8px; z-index: 10; max-width: 460px;
+  position: absolute; top: 24px; left: 8px; z-index: 10; max-width: 480px;
+  max-height: calc(100% - 32px); overflow-y: auto; line-height: 1.35;
   padding: 6px 12px; background: var(--jp-layout-color1, #fff);
   color: var(--jp-ui-font-color1, #000);
   border: 1px solid var(--jp-border-color1, #999); box-shadow: 0 2px 8px rgba(0, 0, 0, 0.3); }
-.deepvis .deepvis-keys-help td { padding: 1px 10px 1px 0; vertical-align: top; }
-.deepvis .deepvis-keys-help kbd { font-family: var(--jp-code-font-family, monospace);
+.deepvis .deepvis-keys-help td { padding: 0 10px 0 0; vertical-align: top;
+  line-height: 1.35; }
+.deepvis .deepvis-keys-help kbd { white-space: nowrap;
+  font-family: var(--jp-code-font-family, monospace);
   border: 1px solid var(--jp-border-color2, #ccc); border-radius: 3px; padding: 0 4px; }
 </style>"""
 """The watched box holds the overlay (absolutely placed over the pictures); a thin inset ring
