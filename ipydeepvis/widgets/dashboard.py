@@ -473,9 +473,13 @@ class DeepVis(widgets.VBox):
         labels = self.labels()
         scale = "own scale" if self.unit_scale == "unit" else "layer scale"
         shown, frames, captions = self.frames, [], []
+        method, text = labels["method"], dict(labels)
+        if self.keyboard.frozen is not None:  # key f: the projection is another unit's
+            method += f", frozen unit {self.keyboard.frozen[1]}"
+            text["frozen"] = "unit {1} of {0}".format(*self.keyboard.frozen)
         for name, caption in [("input", f"image {self.image_index}"), ("grid", "activations"),
                               ("unit", f"unit {self.unit}, {scale}"),
-                              ("projection", labels["method"])]:
+                              ("projection", method)]:
             frame = shown.get(name)
             if frame is None:
                 continue
@@ -487,7 +491,7 @@ class DeepVis(widgets.VBox):
             captions.append(caption)
         title = "  ·  ".join(f"{key} {value}" for key, value in labels.items())
         return render.save_png_sheet(frames, path, labels=captions, font_size=render.FONT_SIZE,
-                                     title=title, text=labels)
+                                     title=title, text=text)
 
     def labels(self) -> dict[str, str]:
         """What the view shows, in words: layer, unit (with its class name on the logit

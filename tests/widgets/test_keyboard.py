@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import ipydeepvis as dv
 from ipydeepvis import render
@@ -143,7 +145,7 @@ def projection_frame(model: torch.nn.Module, image: torch.Tensor, layer: str,
 
 
 def test_f_freezes_the_projection_on_the_unit_while_the_selection_moves(
-        model: Classifier, images: torch.Tensor) -> None:
+        model: Classifier, images: torch.Tensor, tmp_path: Path) -> None:
     view = make(model, images)
     layer = view.layer
     maps = view.probe.activations(images[0], [layer])[layer][0]
@@ -161,6 +163,8 @@ def test_f_freezes_the_projection_on_the_unit_while_the_selection_moves(
         view._results["unit"], "unit"))  # the enlarged unit follows the selection ...
     np.testing.assert_array_equal(view.frames["projection"], frozen_frame)  # ... this stays
     assert f"frozen on unit {frozen} of {layer}" in view.panes["projection"].text.value
+    saved = Image.open(view.save_png(tmp_path / "frozen.png"))
+    assert saved.text["frozen"] == f"unit {frozen} of {layer}"  # the sheet says whose it is
     assert press(view, "ArrowUp") and view.layer != layer  # another layer: still frozen
     np.testing.assert_array_equal(view.frames["projection"], frozen_frame)
     press(view, "ArrowDown")
