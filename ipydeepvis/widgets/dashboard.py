@@ -38,6 +38,7 @@ from ._base import LatestWins, close_widget_tree, report_error
 from .analyses import ANALYSIS_PANES
 from .compare import ComparePane
 from .epochs import EpochScrubber
+from .keyboard import KEY_BINDINGS, KeyboardNav
 from .panes import DEFAULT_PANES, GRID_WIDTH, PANE, InputPane, Pane, ViewState
 from .tiles import TileCanvas
 
@@ -109,7 +110,15 @@ class DeepVis(widgets.VBox):
     Call :meth:`close` when done with a view: it stops its threads and frees its widgets, the
     recorded forward pass and any model copy. After training the model in the same kernel,
     :meth:`refresh` redraws everything with the new weights.
+
+    With the pointer over the pictures, keys move through the layers (up/down), units
+    (left/right; Shift+up/down a grid row), images (Page Up/Down), cycle the method (``m``) and
+    seed (``s``), hide the projection (``b``), freeze it on the current unit (``f``) and show
+    the list (``?``): :attr:`key_bindings`, handled by :attr:`keyboard`.
     """
+
+    key_bindings = KEY_BINDINGS
+    """Key -> what it does (read-only; ``keys`` is ipywidgets' list of synced traits)."""
 
     layer = Unicode(help="Name of the layer shown (as in probe.layers)").tag(sync=True)
     unit = Int(0, help="Selected unit (channel) of the layer").tag(sync=True)
@@ -228,6 +237,7 @@ class DeepVis(widgets.VBox):
                              lazy=True)
             for name, pane in self.panes.items() if getattr(pane, "own_worker", False)}
         self._build_controls()
+        self.keyboard = KeyboardNav(self)
         self.layer = start_layer
         style = widgets.HTML(STYLE, layout=widgets.Layout(display="none"))
         self.children = [style, self._controls, self._layout_panes(), self._status,
@@ -460,6 +470,8 @@ class DeepVis(widgets.VBox):
             pane.release()
         self._compare_model = None
         extra = [p.widget for p in getattr(self, "panes", {}).values() if p.widget is not None]
+        if getattr(self, "keyboard", None) is not None:
+            self.keyboard.close()
         close_widget_tree(self, *extra)
 
     def save_png(self, path: str | Path) -> Path:
@@ -478,9 +490,12 @@ class DeepVis(widgets.VBox):
         labels = self.labels()
         shown = self._captioned_frames()
         frames, captions = [f for _, f, _ in shown], [c for _, _, c in shown]
+        text = dict(labels)
+        if self.keyboard.frozen is not None:
+            text["frozen"] = "unit {1} of {0}".format(*self.keyboard.frozen)
         title = "  ·  ".join(f"{key} {value}" for key, value in labels.items())
         return render.save_png_sheet(frames, path, labels=captions, font_size=render.FONT_SIZE,
-                                     title=title, text=labels)
+                                     title=title, text=text)
 
     def to_html(self, path: str | Path) -> Path:
         """Write the current view as one self-contained HTML file that needs no kernel.
@@ -510,9 +525,12 @@ class DeepVis(widgets.VBox):
         """``(pane, frame, caption)`` of the main row as shown (grid ring drawn in)."""
         scale = "own scale" if self.unit_scale == "unit" else "layer scale"
         shown, out = self.frames, []
+        method = self.labels()["method"]
+        if self.keyboard.frozen is not None:  # key f: the projection is another unit's
+            method += f", frozen unit {self.keyboard.frozen[1]}"
         for name, caption in [("input", f"image {self.image_index}"), ("grid", "activations"),
                               ("unit", f"unit {self.unit}, {scale}"),
-                              ("projection", self.labels()["method"])]:
+                              ("projection", method)]:
             frame = shown.get(name)
             if frame is None:
                 continue
@@ -716,6 +734,7 @@ class DeepVis(widgets.VBox):
             flex=f"1 1 {MIN_GRID + PANE + 16}px", flex_flow="row nowrap"))
         row = widgets.HBox([c for c in (left, together) if c.children],
                            layout=widgets.Layout(flex_flow="row wrap"))
+        row = self.keyboard.wrap(row)  # the keys act while the pointer is over the pictures
         extra = [p for p in self.panes.values() if p.column is None]
         if not extra:
             return row
@@ -817,7 +836,8 @@ class DeepVis(widgets.VBox):
     def _snapshot(self) -> ViewState:
         return ViewState(self.layer, self.unit, self.image_index, self.method, self.position,
                          tuple(self.clicked), self.display, self.contrast,  # type: ignore[arg-type]
-                         self.epoch, self.unit_scale, self.weights_note)
+                         self.epoch, self.unit_scale, self.weights_note,
+                         frozen=self.keyboard.frozen)
 
     def _maps(self, state: ViewState) -> torch.Tensor:
         """The layer's maps ``(C, ...)`` for the state's image (once per job)."""

@@ -625,7 +625,10 @@ def set_slider_via_readout(page: Any, value: int, selector: str = SEL_SLIDER) ->
 
 
 def press_slider_keys(page: Any, key: str, times: int = 1, selector: str = SEL_SLIDER) -> None:
-    """Keyboard on the focused noUiSlider handle (each press is one value change)."""
+    """Keyboard on the focused noUiSlider handle (each press is one value change). The pointer
+    goes onto the handle first, as a user's would: over the dashboard's pictures, keys belong
+    to the dashboard's keyboard navigation (ipyevents), not to the focused slider."""
+    page.hover(f"{selector} .noUi-handle")
     page.focus(f"{selector} .noUi-handle")
     for _ in range(times):
         page.keyboard.press(key)
