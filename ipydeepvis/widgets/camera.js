@@ -4,7 +4,8 @@
 // canvas (short side scaled down to frame_size) -> JPEG/PNG bytes -> a custom message
 // {type: "frame", id, width, height} with the bytes as its one buffer. The kernel echoes the id
 // of the frame the dashboard shows in `shown_frame`; the time from capture to that echo is
-// written on the element (data-latency-ms) and in the status line.
+// written on the element (data-latency-ms) and in the status line. While `max_in_flight`
+// frames are sent and not yet shown, no new one is captured (backpressure).
 
 function button(label, cls) {
   const b = document.createElement("button");
@@ -72,8 +73,19 @@ function render({ model, el }) {
     }, model.get("format"), model.get("quality"));
   }
 
+  function inFlight() { // frames sent but not shown yet (a lost one counts for 2 s only)
+    const now = performance.now();
+    let count = 0;
+    for (const [id, t] of capturedAt) {
+      if (now - t > 2000) capturedAt.delete(id); else count++;
+    }
+    return count;
+  }
+
   function tick() {
-    if (!model.get("frozen") && video.readyState >= 2) send();
+    // a dashboard slower than fps would drop the extra frames anyway: do not even send them
+    if (!model.get("frozen") && video.readyState >= 2 &&
+        inFlight() < model.get("max_in_flight")) send();
   }
 
   function schedule() {

@@ -5,7 +5,9 @@ asks for ``@jupyter-widgets/base`` 1 to 4; ipywidgets 8 brings version 6, so it 
 in JupyterLab 4 (maartenbreddels/ipywebrtc#134). :class:`CameraView` is therefore written for
 anywidget, the maintained way to write a widget without a JS build: ``camera.js`` asks for the
 camera (``getUserMedia``), shows it, and sends a JPEG (or PNG) of the picture every ``1/fps``
-seconds to the kernel as a custom message with one binary buffer.
+seconds to the kernel as a custom message with one binary buffer, unless ``max_in_flight``
+frames are still on their way (then the dashboard is slower than the camera, and would drop
+the frame anyway).
 
 :class:`CameraFeed` puts those frames into a :class:`~ipydeepvis.widgets.DeepVis`: the first
 one becomes a new image (like an upload), every later one replaces it. A frame only marks the
@@ -73,6 +75,8 @@ class CameraView(anywidget.AnyWidget):
     format = Unicode("image/jpeg", help="Encoding of sent frames: image/jpeg or image/png").tag(
         sync=True)
     quality = Float(0.9, help="JPEG quality, 0 to 1").tag(sync=True)
+    max_in_flight = Int(2, help="Frames sent but not yet shown before the browser skips "
+                        "capturing (a busy dashboard would drop them anyway)").tag(sync=True)
     error = Unicode("", help="Why the camera is not running (set by the browser: no camera, "
                     "permission denied, not HTTPS)").tag(sync=True)
     shown_frame = Int(0, help="Id of the frame the dashboard shows now (the browser reports "
@@ -99,6 +103,14 @@ class CameraView(anywidget.AnyWidget):
         value = proposal["value"]
         if isinstance(value, bool) or not 8 <= value <= 4096:
             msg = f"frame_size must be 8 to 4096 px, got {value!r}"
+            raise TraitError(msg)
+        return int(value)
+
+    @validate("max_in_flight")
+    def _check_max_in_flight(self, proposal: Any) -> int:
+        value = proposal["value"]
+        if isinstance(value, bool) or not 1 <= value <= 100:
+            msg = f"max_in_flight must be 1 to 100 frames, got {value!r}"
             raise TraitError(msg)
         return int(value)
 

@@ -179,7 +179,9 @@ def test_camera_traits_refuse_bad_values_and_round_trip() -> None:
                               ("frame_size", 2, "frame_size must be 8 to 4096 px, got 2"),
                               ("format", "image/gif", "format must be one of 'image/jpeg', "
                                "'image/png', got 'image/gif'"),
-                              ("quality", 1.5, "quality must be between 0 and 1, got 1.5")]:
+                              ("quality", 1.5, "quality must be between 0 and 1, got 1.5"),
+                              ("max_in_flight", 0, "max_in_flight must be 1 to 100 frames, "
+                               "got 0")]:
         with pytest.raises(TraitError, match=text):
             setattr(camera, name, value)
     state = camera.get_state()
