@@ -237,5 +237,13 @@ class CameraFeed:
         return frame
 
     def done(self, frame: CameraFrame) -> None:
-        """The view has drawn ``frame``: tell the browser (it measures the latency)."""
+        """The view has drawn ``frame``: tell the browser (it measures the latency), and
+        the analyses of the camera image that their result is of an older frame (they show
+        "not computed" until Run, or their cached result if they had this frame's)."""
         self.camera.shown_frame = frame.id
+        view = self._view()
+        if view is None or view._closed or view.image_index != self.index:
+            return
+        for name, pane in view.panes.items():
+            if name in view._pane_workers and "image_index" in pane.depends:
+                view._request_pane(name, run=False)

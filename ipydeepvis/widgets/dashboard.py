@@ -567,6 +567,14 @@ class DeepVis(widgets.VBox):
             self.children = [camera, *self.children]
         return camera
 
+    def _image_stamp(self, index: int) -> int:
+        """Which picture image ``index`` holds: the camera frame's id for the camera image
+        (it is replaced by every frame), else 0; analyses cache their results under it."""
+        feed = self._camera
+        if feed is None or feed.index != index:
+            return 0
+        return feed.shown or 0
+
     def __repr__(self) -> str:
         if self._closed:
             return "DeepVis(closed)"

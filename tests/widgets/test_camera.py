@@ -203,3 +203,24 @@ def test_closing_the_view_closes_the_camera_and_ignores_late_frames() -> None:
     assert camera.comm is None  # closed with the view's widget tree
     camera.push_frame(frame_bytes(2))  # a frame still in flight: nothing happens
     assert repr(view) == "DeepVis(closed)"
+
+
+def test_an_analysis_of_an_older_frame_is_not_shown_for_a_newer_one() -> None:
+    view = dv.DeepVis(net(), images(), threaded=False, camera=True)
+    camera = view._camera.camera
+    occlusion = view.panes["occlusion"]
+    send(camera, frame_bytes(1), 1)
+    occlusion.request(run=True)
+    first = occlusion.result[1].values.copy()
+    assert "press <b>Run</b>" not in occlusion.status.value
+    send(camera, frame_bytes(2), 2)  # the map above is of frame 1: not shown for frame 2
+    assert occlusion.result is None
+    assert "not computed for this selection yet" in occlusion.status.value
+    occlusion.request(run=True)
+    second = occlusion.result[1].values
+    expected = dv.occlusion(view.model_at(-1), torchvision_frame(frame_bytes(2)),
+                            target=(view.layer, view.unit), patch=occlusion.patch.value,
+                            stride=occlusion.stride.value).values
+    np.testing.assert_allclose(second, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(first, second)
+    view.close()
