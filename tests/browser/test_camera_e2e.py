@@ -145,5 +145,26 @@ def test_camera_frames_drive_the_dashboard_and_freeze_stops_them(
     page.wait_for_function("sel => document.querySelector(sel).dataset.running === 'false'",
                            arg=SEL_CAMERA)
     assert page.eval_on_selector(f"{SEL_CAMERA} video", "v => v.srcObject") is None
+
+    # a refused permission and a page without the camera API are said in words
+    page.evaluate("() => { navigator.mediaDevices.getUserMedia = () => Promise.reject("
+                  "new DOMException('Permission denied', 'NotAllowedError')); }")
+    page.click(f"{SEL_CAMERA} .deepvis-camera-start")
+    refused = "permission denied (NotAllowedError: Permission denied)"
+    page.wait_for_function("([sel, text]) => document.querySelector(sel).innerText === text",
+                           arg=[f"{SEL_CAMERA} .deepvis-camera-status", refused])
+    assert dataset(page)["running"] == "false"
+    assert "deepvis-error" in page.get_attribute(f"{SEL_CAMERA} .deepvis-camera-status",
+                                                 "class")
+    screenshot(page, f"camera_{dash.kind}_refused", SEL_CAMERA)
+    if dash.kind == "lab":
+        out = dash.kernel("print(repr(view._camera.camera.error), view._camera.camera.running)")
+        assert out is not None and out.strip() == f"'{refused}' False", out
+    page.evaluate("() => { delete navigator.mediaDevices.getUserMedia;"
+                  " Object.defineProperty(navigator, 'mediaDevices', {value: undefined}); }")
+    page.click(f"{SEL_CAMERA} .deepvis-camera-start")
+    page.wait_for_function("sel => document.querySelector(sel).innerText.includes('HTTPS')",
+                           arg=f"{SEL_CAMERA} .deepvis-camera-status")
+    assert dataset(page)["running"] == "false"
     errors = [line for line in dash.logs if "anywidget" in line.lower() and "error" in line]
     assert not errors, errors
