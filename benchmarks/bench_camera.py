@@ -52,6 +52,7 @@ import ipydeepvis as dv
 
 demo = dv.demo.load()
 view = dv.DeepVis(demo.model, demo.dataset, classes=demo.classes, max_images=8, camera=True)
+view.add_camera().max_in_flight = {in_flight}
 view"""
 
 RECORD_JS = """() => {
@@ -66,6 +67,9 @@ RECORD_JS = """() => {
     return h;
   };
   let last = signature();
+  rec.encode = [];
+  new MutationObserver(() => rec.encode.push(+el.dataset.encodeMs))
+    .observe(el, { attributes: true, attributeFilter: ['data-encode-ms'] });
   rec.timer = setInterval(() => {
     const s = signature();
     if (s !== last) { last = s; rec.changes.push(performance.now()); }
@@ -131,7 +135,7 @@ def python_frames(repeats: int) -> tuple[float, list[float], float]:
     return statistics.median(times), latencies, len(latencies) / len(pushed)
 
 
-def browser_frames(count: int) -> dict[str, Any]:
+def browser_frames(count: int, in_flight: int) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     from tests.browser import e2e_support as e2e
@@ -139,7 +143,7 @@ def browser_frames(count: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-camera-"))
     root = tmp / "root"
     root.mkdir()
-    e2e._write_notebook(root / "camera.ipynb", [("code", CELL)])
+    e2e._write_notebook(root / "camera.ipynb", [("code", CELL.format(in_flight=in_flight))])
     server = e2e.start_voila(tmp, root, "camera.ipynb")
     try:
         with sync_playwright() as p:
@@ -172,12 +176,14 @@ def browser_frames(count: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30, help="frames to time in the browser")
+    parser.add_argument("--in-flight", type=int, default=2,
+                        help="the camera's max_in_flight (frames sent and not yet shown)")
     args = parser.parse_args()
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"load average {load} on {os.cpu_count()} cores; camera at 5 frames/s (200 ms "
           "between frames); Voila + Chromium's fake camera; embedded net (64 px)")
     python_ms, pushed, pushed_share = python_frames(20)
-    rec = browser_frames(args.frames)
+    rec = browser_frames(args.frames, args.in_flight)
     if os.environ.get("BENCH_CAMERA_DUMP"):
         import json
 
@@ -200,6 +206,9 @@ def main() -> None:
     print(f"| {'Python: 5 frames/s, threaded, push -> shown':<44} | "
           f"{statistics.median(pushed):9.1f} | {percentile(pushed, 0.9):7.1f} | "
           f"{len(pushed)} frames shown, {pushed_share:.2f} of those pushed; the kernel's part |")
+    encode = rec["encode"]
+    print(f"| {'browser: frame -> sent (JPEG encode)':<44} | {statistics.median(encode):9.1f} | "
+          f"{percentile(encode, 0.9):7.1f} | {len(encode)} frames; canvas.toBlob in the page |")
     med, p90 = statistics.median(to_echo), percentile(to_echo, 0.9)
     print(f"| {'browser: frame -> kernel echo':<44} | {med:9.1f} | {p90:7.1f} | "
           f"{len(to_echo)} frames; {med / python_ms:.1f}x the Python frame |")
@@ -216,7 +225,7 @@ def main() -> None:
     print(f"| {'browser: time between shown frames':<44} | {statistics.median(gaps):9.1f} | "
           f"{percentile(gaps, 0.9):7.1f} | frames {first}..{last}: {shown_share:.2f} of those "
           f"sent shown (newest wins); {rec['sent']} sent in all; the browser sends while at most "
-          "2 are unshown |")
+          f"{args.in_flight} are unshown |")
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,8 @@
 // canvas (short side scaled down to frame_size) -> JPEG/PNG bytes -> a custom message
 // {type: "frame", id, width, height} with the bytes as its one buffer. The kernel echoes the id
 // of the frame the dashboard shows in `shown_frame`; the time from capture to that echo is
-// written on the element (data-latency-ms) and in the status line. While `max_in_flight`
+// written on the element (data-latency-ms, and data-encode-ms for capture to sent) and in the
+// status line. While `max_in_flight`
 // frames are sent and not yet shown, no new one is captured (backpressure).
 
 function button(label, cls) {
@@ -67,6 +68,7 @@ function render({ model, el }) {
         model.send({ type: "frame", id, width: grab.width, height: grab.height },
           undefined, [bytes]);
         el.dataset.sentFrames = String(id);
+        el.dataset.encodeMs = (performance.now() - capturedAt.get(id)).toFixed(1);
       } finally {
         encoding = false;
       }
