@@ -53,6 +53,7 @@ class CameraView(anywidget.AnyWidget):
 
     Frames reach Python through :meth:`on_frame` callbacks; :attr:`latest` is the newest.
     Browsers allow the camera only on HTTPS pages or on ``localhost`` and ask the user once.
+    Each displayed view of the widget captures on its own: display it once.
     """
 
     _esm = Path(__file__).with_name("camera.js")
