@@ -36,6 +36,7 @@ from ..errors import (
 )
 from ._base import LatestWins, close_widget_tree, report_error
 from .analyses import ANALYSIS_PANES
+from .camera import CameraFeed, CameraView
 from .compare import ComparePane
 from .epochs import EpochScrubber
 from .keyboard import KEY_BINDINGS, KeyboardNav
@@ -104,6 +105,8 @@ class DeepVis(widgets.VBox):
         A warning shown above the predictions (the ``weights_note`` trait), e.g.
         ``"untrained weights"`` for a torchvision model built with ``weights=None``, whose
         top-5 classes mean nothing.
+    camera : bool
+        Add the browser's camera as an image source (see :meth:`add_camera`).
 
     Notes
     -----
@@ -155,6 +158,7 @@ class DeepVis(widgets.VBox):
         index: Any = None,
         weights_note: str | None = None,
         compare: nn.Module | None = None,
+        camera: bool = False,
     ) -> None:
         super().__init__()
         self._ready = False
@@ -164,6 +168,7 @@ class DeepVis(widgets.VBox):
         self.panes: dict[str, Pane] = {}
         self._coverage: Any = None
         self._compare_model = compare
+        self._camera: CameraFeed | None = None
         if weights_note is not None:
             self.weights_note = weights_note
         try:
@@ -176,6 +181,8 @@ class DeepVis(widgets.VBox):
                 default = (*default, ComparePane)
             self._setup(model, images, checkpoints, classes, preprocess, max_images,
                         probe_size, threaded, panes or default)
+            if camera:
+                self.add_camera()
         except BaseException:
             self.close()  # a failed constructor leaves no thread, widget or copy behind
             raise
@@ -462,6 +469,7 @@ class DeepVis(widgets.VBox):
         if probe is not None:
             probe.clear()
         self._model = None
+        self._camera = None
         self._results = {}
         self._job_maps = None
         self._worker = None
@@ -617,6 +625,36 @@ class DeepVis(widgets.VBox):
         self._request("thumbnails")
         self.image_index = len(self._images) - 1
         return self.image_index
+
+    def add_camera(self, camera: CameraView | None = None) -> CameraView:
+        """Add the browser's camera (a :class:`~ipydeepvis.widgets.camera.CameraView`) under
+        the input pane: its frames become the "camera" image, which the dashboard follows
+        while it is selected (newest frame wins, none are queued). Returns the camera widget;
+        it starts with its start button (or ``camera.running = True``)."""
+        if self._closed:
+            msg = "this DeepVis view is closed; build a new one to add a camera"
+            raise ViewClosedError(msg)
+        if self._camera is not None:
+            return self._camera.camera
+        camera = camera if camera is not None else CameraView()
+        camera.frame_size = max(int(s) for s in self._images[0].shape[-2:])
+        self._camera = CameraFeed(self, camera)
+        pane = self.panes.get("input")
+        if isinstance(pane, InputPane) and isinstance(pane.widget, widgets.Box):
+            children = list(pane.widget.children)
+            children.insert(children.index(pane.upload) + 1, camera)
+            pane.widget.children = children
+        else:
+            self.children = [camera, *self.children]
+        return camera
+
+    def _image_stamp(self, index: int) -> int:
+        """Which picture image ``index`` holds: the camera frame's id for the camera image
+        (it is replaced by every frame), else 0; analyses cache their results under it."""
+        feed = self._camera
+        if feed is None or feed.index != index:
+            return 0
+        return feed.shown or 0
 
     def __repr__(self) -> str:
         if self._closed:
@@ -875,6 +913,8 @@ class DeepVis(widgets.VBox):
         started = time.perf_counter()
         if "weights" in parts and not self._load_epoch(state.epoch):
             return
+        feed = self._camera
+        frame = feed.take() if "camera" in parts and feed is not None else None
         if "thumbnails" in parts and isinstance(self.panes.get("input"), InputPane):
             self.panes["input"].draw_thumbnails()  # type: ignore[attr-defined]
         computed = False
@@ -896,6 +936,8 @@ class DeepVis(widgets.VBox):
         self._status.value = (f"layer <b>{state.layer}</b> · unit <b>{state.unit}</b> · seed "
                               f"{seed}{epoch} · {' · '.join(notes) if computed else 'display only'}"
                               f" · total {1000 * total:.0f} ms")
+        if frame is not None and feed is not None:
+            feed.done(frame)
 
     def _load_epoch(self, epoch: int) -> bool:
         """Put the epoch's weights into the dashboard's model copy (on the worker, so no
@@ -1105,20 +1147,23 @@ def _collect_images(images: Any, limit: int) -> tuple[list[torch.Tensor], list[i
     return out, labels
 
 
-def _decode_upload(content: bytes, shape: torch.Size) -> tuple[torch.Tensor, str]:
+def _decode_upload(content: bytes, shape: torch.Size,
+                   source: str = "upload") -> tuple[torch.Tensor, str]:
     """An uploaded file as an image tensor shaped like the others, and a one-line notice.
 
     Like torchvision's ``Resize`` + ``CenterCrop``: the picture is scaled (bilinear) until it
     covers the model's ``H x W`` with its short side, and the overhang is cut off evenly on
     both sides, so shapes keep their proportions (a circle stays round). The notice says what
     was done, short enough for one line of the input column; the details are in its tooltip.
+    ``source`` names where the picture came from ("upload", "camera") in the notice.
     """
     channels, height, width = shape
     try:
         picture = Image.open(io.BytesIO(content))
         picture.load()
     except Exception as exc:
-        msg = "the uploaded file is not an image PIL can read (PNG, JPEG, ...)"
+        what = "the uploaded file" if source == "upload" else f"the {source} frame"
+        msg = f"{what} is not an image PIL can read (PNG, JPEG, ...)"
         raise InvalidOptionError(msg) from exc
     details = []
     mode = "L" if channels == 1 else "RGB"
@@ -1126,7 +1171,7 @@ def _decode_upload(content: bytes, shape: torch.Size) -> tuple[torch.Tensor, str
         details.append(f"converted from {picture.mode} to {mode}")
         picture = picture.convert(mode)
     w0, h0 = picture.size
-    line = f"upload {w0}×{h0}, as is"
+    line = f"{source} {w0}×{h0}, as is"
     if (w0, h0) != (width, height):
         # the side that must match exactly; the other one is at least as long as needed
         if w0 * height >= h0 * width:
@@ -1142,10 +1187,11 @@ def _decode_upload(content: bytes, shape: torch.Size) -> tuple[torch.Tensor, str
         if cropped:
             picture = picture.crop((left, top, left + width, top + height))
             details.append(f"centre-cropped to {width}×{height}")
-        line = f"upload {w0}×{h0} → {width}×{height}" + (", centre crop" if cropped else "")
+        line = f"{source} {w0}×{h0} → {width}×{height}" + (", centre crop" if cropped else "")
     array = np.asarray(picture, dtype=np.float32) / 255
     tensor = torch.from_numpy(array.reshape(height, width, -1)).permute(2, 0, 1).contiguous()
-    title = "uploaded image " + ("(" + "; ".join(details) + ")" if details else "as is")
+    title = ("uploaded image " if source == "upload" else f"{source} image ") + (
+        "(" + "; ".join(details) + ")" if details else "as is")
     notice = (f"<div class='deepvis-notice' title='{html.escape(title, quote=True)}'>"
               f"{html.escape(line)}</div>")
     return tensor, notice
