@@ -207,13 +207,15 @@ def _examples(layers: Iterable[LayerInfo]) -> str:
     return ", ".join(repr(n) if n != "..." else n for n in shown)
 
 
-def default_layer(layers: Sequence[LayerInfo]) -> LayerInfo | None:
+def default_layer(layers: Sequence[LayerInfo], *, modules: bool = True) -> LayerInfo | None:
     """The layer a viewer starts on: the deepest conv layer's rectified output, whose units can
     fire (a conv layer itself is pre-ReLU, so a unit with negative values everywhere shows
     nothing), else the deepest conv layer, else None.
 
-    ``layers`` in call order. A conv's rectified output is the first ReLU (module or functional)
-    after it with a map of the same shape, with only norm or other layers of that shape between.
+    ``layers`` in call order. A conv's rectified output is the first ReLU after it with a map of
+    the same shape, with only norm or other layers of that shape between; with
+    ``modules=False`` only a functional ReLU counts (``F.relu``: a layer the model's own module
+    tree does not name), and a conv followed by an ``nn.ReLU`` module is its own default.
     """
     best: LayerInfo | None = None
     for i, layer in enumerate(layers):
@@ -224,6 +226,7 @@ def default_layer(layers: Sequence[LayerInfo]) -> LayerInfo | None:
             if after.shape != layer.shape or after.kind not in ("relu", "norm", "other"):
                 break
             if after.kind == "relu":
-                best = after
+                if modules or after.functional:
+                    best = after
                 break
     return best

@@ -28,6 +28,7 @@ from traitlets import Float, Int, TraitError, Tuple, Unicode, observe, validate
 from .. import render
 from ..checkpoints import CheckpointSeries
 from ..core import METHODS, Probe
+from ..core.layers import default_layer
 from ..errors import (
     InvalidInputError,
     InvalidOptionError,
@@ -189,8 +190,10 @@ class DeepVis(widgets.VBox):
             msg = "the model has no layer with (C, H, W) or (F,) outputs to show"
             raise InvalidInputError(msg)
         self._check_classes()
-        convs = [n for n, layer in self._layers.items() if layer.kind == "conv"]
-        start_layer = convs[-1] if convs else next(iter(self._layers))
+        # the deepest conv, or its rectified output where the ReLU is a function call (F.relu):
+        # its units can fire. (modules=True would also start nn.ReLU nets on their ReLU.)
+        start = default_layer(list(self._layers.values()), modules=False)
+        start_layer = start.name if start is not None else next(iter(self._layers))
         if series is not None:
             self.scrubber = EpochScrubber(series, images, layer=start_layer,
                                           units=self._strip_units(start_layer, 0),

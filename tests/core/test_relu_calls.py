@@ -211,23 +211,40 @@ def test_user_relu_calls_in_another_thread_never_see_the_probe() -> None:
     x = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(7))
     stop = threading.Event()
     errors: list[BaseException] = []
+    done = [0]
 
     def work() -> None:
         try:
             while not stop.is_set():
+                probe.clear()  # a new recorded pass each time: the mode is entered again
                 probe.project(x, "conv2.relu", [0, 1, 2])
+                done[0] += 1
         except BaseException as exc:  # reported below
             errors.append(exc)
 
     worker = threading.Thread(target=work)
     worker.start()
+    checked = 0
     try:
-        for _ in range(200):
+        while done[0] < 1 and worker.is_alive():
+            stop.wait(0.001)
+        start = done[0]
+        while (done[0] < start + 20 or checked < 200) and worker.is_alive():
             t = torch.randn(5, requires_grad=True)
             for y in (F.relu(t), torch.relu(t), t.clone().relu_()):
-                assert type(y.grad_fn).__name__ in {"ReluBackward0"}, y.grad_fn
+                assert type(y.grad_fn).__name__ == "ReluBackward0", y.grad_fn
             assert torch._C._len_torch_function_stack() == 0
+            checked += 1
     finally:
         stop.set()
         worker.join()
-    assert not errors
+    assert not errors and checked >= 200 and done[0] >= 20
+
+
+def test_the_default_layer_is_the_deepest_rectified_conv() -> None:
+    layers = dv.Probe(ConvReluPool(), input_shape=(3, 8, 8)).layers
+    assert default_layer(layers).name == "4"  # type: ignore[union-attr]
+    assert default_layer(layers, modules=False).name == "3"  # type: ignore[union-attr]
+    functional = dv.Probe(FunctionalRelus(), input_shape=(3, 8, 8)).layers
+    assert default_layer(functional, modules=False).name == "conv2.relu"  # type: ignore[union-attr]
+    assert default_layer(dv.Probe(nn.Linear(3, 2)).layers) is None
