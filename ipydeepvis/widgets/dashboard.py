@@ -847,8 +847,7 @@ class DeepVis(widgets.VBox):
 
         Read from the probe's rectifier coverage (ReLU calls in call order) against the
         layer's place in :attr:`Probe.layers` (layers in the order their outputs appear). A
-        functional ``F.relu`` whose place is unknown counts as below: the dashboard only says
-        the methods coincide where that is certain.
+        functional ``F.relu`` is a layer of its own there, so its place is known too.
         """
         if self._coverage is None:
             image = self._images[min(image_index, len(self._images) - 1)]
@@ -861,17 +860,10 @@ class DeepVis(widgets.VBox):
         if target is None:
             return True
         for call in coverage.replaced:
-            if call.module_call:
-                if order.get(call.site, -1) < target:
-                    return True
-                continue
-            # F.relu inside module M's forward: after M started, i.e. after every layer that
-            # ended before M's first sub-layer (or M itself) ended
-            inside = [i for name, i in order.items()
-                      if name == call.site or name.startswith(f"{call.site}.")]
-            if call.site == "<model>" or not inside or min(inside) <= target:
+            if call.module_call and order.get(call.site, -1) < target:
                 return True
-        return False
+        # every functional ReLU call the coverage saw is a functional layer of the probe
+        return any(info.functional and order[info.name] < target for info in self.probe.layers)
 
     def _check_classes(self) -> None:
         """Refuse a ``classes`` list whose length differs from the model's logits."""
