@@ -517,6 +517,10 @@ class Probe:
         # A pass that may become the trace names the functional ReLUs it meets; it needs to
         # know which layer produced each ReLU's input (weakly held: no tensor is kept alive).
         naming = graph or wanted is None
+        # ReLU calls are watched (a TorchFunctionMode: one Python call per torch op) in a pass
+        # that may find new ones, or that reads one; a model traced without any is not watched
+        watch = (naming and (traced is None or bool(traced_relus))) or any(
+            layer.name in (wanted or ()) for layer in traced_relus.values())
         produced: dict[int, tuple[str, weakref.ref[torch.Tensor]]] = {}
         seen: set[str] = set()
         calls: dict[str, int] = {}
@@ -566,7 +570,7 @@ class Probe:
                 # The next op may be in place (ReLU(inplace=True), out += identity): it gets
                 # a copy, so what we captured keeps its value and its graph.
                 onward = output.clone() if graph else output
-                if naming:
+                if naming and watch:
                     produced[id(onward)] = (name, weakref.ref(onward))
                 return onward if graph else None
             return hook
@@ -610,7 +614,7 @@ class Probe:
                 hooks.enter_context(rules)
             else:
                 hooks.enter_context(torch.no_grad())
-            if naming or any(layer.name in wanted for layer in traced_relus.values()):
+            if watch:
                 hooks.enter_context(ReluCalls(on_relu))  # outside the rules: sees model calls
             try:
                 result = model(leaf)
