@@ -28,6 +28,7 @@ from traitlets import Float, Int, TraitError, Tuple, Unicode, observe, validate
 from .. import render
 from ..checkpoints import CheckpointSeries
 from ..core import METHODS, Probe
+from ..core.layers import default_layer
 from ..errors import (
     InvalidInputError,
     InvalidOptionError,
@@ -218,8 +219,10 @@ class DeepVis(widgets.VBox):
             msg = "the model has no layer with (C, H, W) or (F,) outputs to show"
             raise InvalidInputError(msg)
         self._check_classes()
-        convs = [n for n, layer in self._layers.items() if layer.kind == "conv"]
-        start_layer = convs[-1] if convs else next(iter(self._layers))
+        # the deepest conv, or its rectified output where the ReLU is a function call (F.relu):
+        # its units can fire. (modules=True would also start nn.ReLU nets on their ReLU.)
+        start = default_layer(list(self._layers.values()), modules=False)
+        start_layer = start.name if start is not None else next(iter(self._layers))
         if series is not None:
             self.scrubber = EpochScrubber(series, images, layer=start_layer,
                                           units=self._strip_units(start_layer, 0),
@@ -993,8 +996,7 @@ class DeepVis(widgets.VBox):
 
         Read from the probe's rectifier coverage (ReLU calls in call order) against the
         layer's place in :attr:`Probe.layers` (layers in the order their outputs appear). A
-        functional ``F.relu`` whose place is unknown counts as below: the dashboard only says
-        the methods coincide where that is certain.
+        functional ``F.relu`` is a layer of its own there, so its place is known too.
         """
         if self._coverage is None:
             image = self._images[min(image_index, len(self._images) - 1)]
@@ -1007,17 +1009,10 @@ class DeepVis(widgets.VBox):
         if target is None:
             return True
         for call in coverage.replaced:
-            if call.module_call:
-                if order.get(call.site, -1) < target:
-                    return True
-                continue
-            # F.relu inside module M's forward: after M started, i.e. after every layer that
-            # ended before M's first sub-layer (or M itself) ended
-            inside = [i for name, i in order.items()
-                      if name == call.site or name.startswith(f"{call.site}.")]
-            if call.site == "<model>" or not inside or min(inside) <= target:
+            if call.module_call and order.get(call.site, -1) < target:
                 return True
-        return False
+        # every functional ReLU call the coverage saw is a functional layer of the probe
+        return any(info.functional and order[info.name] < target for info in self.probe.layers)
 
     def _check_classes(self) -> None:
         """Refuse a ``classes`` list whose length differs from the model's logits."""
