@@ -97,7 +97,7 @@ def bench_histogram(quick: bool) -> list[Row]:
     view = dv.DeepVis(model, demo.dataset, max_images=16, threaded=False,
                       panes=(HistogramPane,))
     pane = view.panes["histogram"]
-    pane.request(run=True)  # the tab follows the selection from its first Run
+    view.show_tab("histogram")  # the tab follows the selection while shown
     count = len(view._images)
 
     def change_image(i: int) -> None:

@@ -30,6 +30,7 @@ from .core import (
     sanity_check,
     top_k,
 )
+from .core.compare import compare_projections
 from .core.correspondence import correspondence
 from .core.invariance import invariance
 from .core.maximize import maximize
@@ -39,6 +40,7 @@ from .errors import DeepVisError
 __version__ = "0.1.0"
 
 __all__ = [
+    "CameraView",
     "CheckpointSeries",
     "Correspondence",
     "DeepVis",
@@ -59,6 +61,7 @@ __all__ = [
     "__version__",
     "activation_histogram",
     "build_index",
+    "compare_projections",
     "correspondence",
     "demo",
     "errors",
@@ -76,6 +79,7 @@ _LAZY = {
     "Shapes": ("ipydeepvis.data", "Shapes"),
     "demo": ("ipydeepvis.demo", ""),
     "DeepVis": ("ipydeepvis.widgets", "DeepVis"),
+    "CameraView": ("ipydeepvis.widgets", "CameraView"),
     "EpochScrubber": ("ipydeepvis.widgets", "EpochScrubber"),
 }
 

@@ -55,13 +55,14 @@ class HistogramPane(JobPane):
     """The selected layer's activation histogram on the current image and the probe set, and
     the fraction of its units that never fire.
 
-    Computed on the first Run; from then on it follows the layer, the image and the epoch by
-    itself (a dashboard whose tab is never used starts no worker for it).
+    Computed while its tab is shown, following the layer, the image and the epoch (a hidden
+    tab costs nothing).
     """
 
     name = "histogram"
     title = "histogram"
     depends = frozenset({"layer", "image_index", "epoch"})
+    auto = True  # computes while its tab is shown (DeepVis.tab_shown)
     bins: ClassVar[int] = DEFAULT_BINS
 
     def __init__(self, view: DeepVis) -> None:
@@ -115,8 +116,7 @@ class HistogramPane(JobPane):
         self.assemble("How the selected layer's activations are spread on this image and on "
                       "the probe set (the same bins, each as a fraction of its values), and "
                       "the fraction of its units that never fire (largest value over the "
-                      "probe set &le; 0). Run once; it then follows the layer, image and "
-                      "epoch.")
+                      "probe set &le; 0).")
 
     def probe_of(self, model: torch.nn.Module) -> Probe:
         """A probe of ``model`` kept by this pane (its recorded pass serves the next request
@@ -126,14 +126,8 @@ class HistogramPane(JobPane):
             probe = self._probe = Probe(model)
         return probe
 
-    def stop(self) -> None:
-        super().stop()
-        self._probe = None  # also on close: the pane holds no model
-
-    def request(self, run: bool = False) -> None:
-        if run:
-            self.auto = True  # once asked for, it keeps up with the selection
-        super().request(run)
+    def release(self) -> None:
+        self._probe = None  # on close: the pane holds no model
 
     # -- what the result depends on ------------------------------------------------------------
 

@@ -49,14 +49,14 @@ class SanityPane(JobPane):
     """The selected unit's projection with trained and with randomized weights, side by side,
     and how similar they are.
 
-    Computed on Run or when a control changes; from then on it follows the selection by
-    itself (a dashboard whose tab is never used starts no worker for it).
+    Computed while its tab is shown, following the selection (a hidden tab costs nothing).
     """
 
     name = "sanity"
     title = "sanity check"
     depends = frozenset({"layer", "unit", "image_index", "epoch", "method", "position",
                          "clicked", "display", "contrast"})
+    auto = True  # computes while its tab is shown (DeepVis.tab_shown)
 
     def __init__(self, view: DeepVis) -> None:
         super().__init__(view)
@@ -112,7 +112,7 @@ class SanityPane(JobPane):
 
     def _option_changed(self, _change: Any) -> None:
         if not self._following:
-            self.request(run=True)
+            self.request()
 
     def probe_of(self, model: torch.nn.Module) -> Probe:
         """A probe of ``model`` kept by this pane (its recorded pass serves the next request
@@ -122,14 +122,8 @@ class SanityPane(JobPane):
             probe = self._probe = Probe(model)
         return probe
 
-    def stop(self) -> None:
-        super().stop()
-        self._probe = None  # also on close: the pane holds no model
-
-    def request(self, run: bool = False) -> None:
-        if run:
-            self.auto = True  # once used, it keeps up with the selection
-        super().request(run)
+    def release(self) -> None:
+        self._probe = None  # on close: the pane holds no model
 
     def key(self, state: ViewState) -> Hashable:
         position = self.view._seed_position(state)

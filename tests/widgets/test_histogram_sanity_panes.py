@@ -38,7 +38,7 @@ def test_histogram_bars_are_the_layers_values_binned_here(demo: object) -> None:
                       threaded=False)
     pane = view.panes["histogram"]
     assert "press <b>Run</b>" in pane.status.value and pane.probe_bars.x.size == 0
-    pane.request(run=True)  # from then on it follows the selection
+    view.show_tab("histogram")  # computed while shown, following the selection
     images = torch.stack(view._images)
     values = layer_values(demo.model, images, LAYER)
     counts, edges = np.histogram(values, bins=pane.bins)
@@ -74,7 +74,7 @@ def test_dead_fraction_per_epoch_follows_the_scrubbers_analysis(demo: object) ->
     view = dv.DeepVis(demo.model, demo.dataset, checkpoints=demo.series, max_images=2,
                       probe_size=8, threaded=False)
     pane = view.panes["histogram"]
-    pane.request(run=True)
+    view.show_tab("histogram")
     analysis = view.scrubber.analysis
     xs, ys = analysis.dead()[view.layer]
     assert list(pane.epoch_lines.x) == xs and list(pane.epoch_lines.y) == ys
@@ -104,8 +104,8 @@ def test_sanity_toggle_redraws_the_projection_randomized_and_prints_the_similari
         shown = render.projection_picture(values, "raw", 1.0)
         return render.to_rgba(render.resize_nearest(shown, PANE, PANE))
 
-    assert view.frames["sanity"] is None  # nothing computed before it is used
-    pane.request(run=True)
+    assert view.frames["sanity"] is None  # nothing computed while the tab is hidden
+    view.show_tab("sanity")
     assert np.array_equal(view.frames["sanity"], picture(trained))
     assert np.array_equal(view.frames["sanity_trained"], picture(trained))
     assert "weights as trained" in pane.similarity.value
