@@ -142,13 +142,21 @@ class HistogramPane(JobPane):
             where = f"the dashboard's {len(raw)} images"
         return torch.stack([view._model_input(img) for img in raw]), where
 
+    def probe_set_key(self) -> Hashable:
+        """What identifies the probe set: the scrubber's, or the dashboard's images so far
+        (images are only ever added)."""
+        view = self.view
+        return ("scrubber", view.scrubber.probe_size) if view.scrubber is not None \
+            else ("images", len(view._images))
+
     def key(self, state: ViewState) -> Hashable:
-        return (state.epoch, state.layer, state.image_index, self.bins)
+        return (state.epoch, state.layer, state.image_index, self.bins, self.probe_set_key())
 
     def compute(self, state: ViewState) -> HistogramView | None:
         view = self.view
         probe = self.probe_of(view.model_at(state.epoch))
-        probe_key = (state.epoch, state.layer, self.bins, view._generation)
+        probe_key = (state.epoch, state.layer, self.bins, self.probe_set_key(),
+                     view._generation)
         images, where = self.probe_images()
         over_set = self.probes.get(probe_key)
         if over_set is None:
@@ -200,6 +208,11 @@ class HistogramPane(JobPane):
         probe_total = max(1, int(shown.probe.counts.sum()))
         for bars, fractions in ((self.probe_bars, shown.probe.counts / probe_total),
                                 (self.image_bars, shown.image.counts / max(1, int(image_total)))):
+            # emptied first, so every draw (also of a kept result, when the tab comes to the
+            # front) sends the bars again: bqplot lays bars out when their data arrive, and
+            # bars that arrived while the tab was hidden keep a width of zero in Voila
+            with bars.hold_sync():
+                bars.x, bars.y = [], []
             with bars.hold_sync():
                 bars.x = centres
                 bars.y = np.asarray(fractions, dtype=np.float64)[None]

@@ -411,7 +411,6 @@ def test_top_images_equal_the_index_and_a_click_loads_the_image(dashboard: Dashb
     image = indexed()[entry.index][0]
     click_canvas_at(page, SEL_TOP_PATCHES, TOP_CELL + 1 + TOP_CELL // 2, TOP_CELL // 2)
     wait_frame(page, SEL_INPUT, e.input(image), name=f"{dash.kind}_top_clicked_input")
-    dash.images.append(image)  # the strip (and the histogram's probe set) now holds it too
     wait_active_toggle(page, SEL_POSITION, "clicked")
     seeded = State(INDEX_LAYER, unit, len(dash.images), "deconvnet", tuple(entry.position))
     wait_frame(page, SEL_PROJECTION, e.projection(seeded, image),
@@ -420,6 +419,7 @@ def test_top_images_equal_the_index_and_a_click_loads_the_image(dashboard: Dashb
                       f"bool((view._images[view.image_index] == indexed[{entry.index}][0]).all()))")
     if out is not None:
         assert out.strip() == (f"{len(dash.images)} {tuple(entry.position)} clicked True"), out
+    dash.images.append(image)  # the strip (and the histogram's probe set) now holds it too
     screenshot(page, f"{dash.kind}_panes_4_top_clicked")
 
 
@@ -482,12 +482,14 @@ BAR_RECTS_JS = """(fig) => {
   const out = {};
   for (const r of fig.querySelectorAll('rect.bar')) {
     const fill = getComputedStyle(r).fill;
-    out[fill] = out[fill] || [0, 0];
+    out[fill] = out[fill] || [0, 0, 1e9];
     out[fill][0] += 1;
     if (parseFloat(r.getAttribute('height') || '0') > 0) out[fill][1] += 1;
+    out[fill][2] = Math.min(out[fill][2], r.getBoundingClientRect().width);
   }
   return out;
 }"""
+BAR_WIDTHS = {"probe set": 6.0, "image": 3.0}  # px at least: 445 px of plot / 40 bins, padded
 
 
 def test_histogram_bars_and_the_sanity_toggle(dashboard: Dashboard) -> None:
@@ -518,18 +520,22 @@ def test_histogram_bars_and_the_sanity_toggle(dashboard: Dashboard) -> None:
     expected_bars = {"image": [HIST_BINS, int((result.image.counts > 0).sum())],
                      "probe set": [HIST_BINS, int((result.probe.counts > 0).sum())]}
     named = {v: k for k, v in HIST_FILLS.items()}
-    want = {named[name]: counts for name, counts in expected_bars.items()}
+    want = {named[name]: [*counts, BAR_WIDTHS[name]] for name, counts in expected_bars.items()}
     try:
         page.wait_for_function(
             "([sel, js, want]) => { const got = (eval(js))(document.querySelector(sel));"
             " return Object.keys(got).length === Object.keys(want).length"
             " && Object.entries(want).every(([k, v]) => !!got[k] && got[k][0] === v[0]"
-            " && got[k][1] === v[1]); }",
+            " && got[k][1] === v[1] && got[k][2] >= v[2]); }",
             arg=[SEL_HIST_FIGURE, BAR_RECTS_JS, want], timeout=30_000, polling=100)
     finally:
         bars = page.eval_on_selector(SEL_HIST_FIGURE, BAR_RECTS_JS)
         print(f"\n[histogram {dash.kind}] rects per series (all, with height): {bars}")
-    assert {HIST_FILLS.get(fill, fill): count for fill, count in bars.items()} == expected_bars
+    assert {HIST_FILLS.get(fill, fill): count[:2] for fill, count in bars.items()} == \
+        expected_bars
+    # drawn as bars, not hairlines (bars sent while the tab was hidden once stayed 0 px wide)
+    widths = {HIST_FILLS.get(fill, fill): count[2] for fill, count in bars.items()}
+    assert all(widths[name] >= least for name, least in BAR_WIDTHS.items()), bars
     assert tab_layout_problems(page) == []
     screenshot(page, f"{dash.kind}_panes_6_histogram", ".deepvis .widget-tab")
 

@@ -64,6 +64,12 @@ def test_histogram_bars_are_the_layers_values_binned_here(demo: object) -> None:
     np.testing.assert_array_equal(y2[1], y[1])
     np.testing.assert_array_equal(y2[0], np.histogram(values[2], bins=edges)[0] / values[2].size)
     assert calls == []
+    # an added image joins the probe set: the probe set's series is computed again
+    view.add_image(view._images[1].flip(-1))
+    values = layer_values(demo.model, torch.stack(view._images), LAYER)
+    counts, edges = np.histogram(values, bins=pane.bins)
+    np.testing.assert_array_equal(pane.probe_bars.y[0], counts / counts.sum())
+    assert "the dashboard&#x27;s 5 images" in pane.dead.value
     view.layer = "features.relu2"  # a ReLU layer: its range starts at 0
     assert np.asarray(pane.probe_bars.x)[0] > 0 and "range 0 to" in pane.dead.value
     assert "features.relu2" in pane.x_axis.label
