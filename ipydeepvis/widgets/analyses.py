@@ -13,6 +13,7 @@ new state, or says that Run will compute it).
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 from collections.abc import Hashable
@@ -52,6 +53,19 @@ __all__ = [
 ]
 
 RESULT_CACHE_BYTES = 64 * 2**20
+INVARIANCE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+
+
+def line_legend(entries: list[tuple[str, str, bool]]) -> str:
+    """An HTML legend of line swatches, ``(colour, label, dashed)`` each, for beside a bqplot
+    figure: bqplot's own legend is placed from the figure's size when it is first drawn,
+    which in a hidden tab is zero, so it lands on the curves and the axis."""
+    swatch = ("<span style='white-space:nowrap;margin-right:14px'><span style='display:"
+              "inline-block;width:18px;margin:0 4px 3px 0;border-top:2px {style} {colour}'>"
+              "</span>{label}</span> ")
+    return "".join(swatch.format(style="dashed" if dashed else "solid", colour=colour,
+                                     label=html.escape(label))
+                       for colour, label, dashed in entries)
 """Default bound of each job pane's result cache."""
 
 class JobPane(Pane):
@@ -342,7 +356,9 @@ class InvariancePane(JobPane):
         self.controls = [self.transform]
         self.figures: dict[str, tuple[bq.Figure, bq.Lines]] = {}
         self.box = widgets.HBox()
-        self.outputs = [self.box]
+        self.legend = widgets.HTML()
+        self.legend.add_class("e2e-invariance-legend")
+        self.outputs = [self.legend, self.box]
         self.assemble("How the features of a few images move when the images are shifted, "
                       "scaled or rotated (Zeiler &amp; Fergus Fig. 5): the first conv layer, "
                       "the selected layer and the class probability.")
@@ -382,21 +398,22 @@ class InvariancePane(JobPane):
             figure.axes[0].label = {"translate": "shift (px)", "scale": "scale factor",
                                     "rotate": "angle (degrees)"}[result.transform]
             figures.append(figure)
+        count = len(result.probability)
+        self.legend.value = line_legend([(INVARIANCE_COLORS[i % len(INVARIANCE_COLORS)],
+                                          f"image {i}", False) for i in range(count)])
         self.box.children = figures
 
     def _figure(self, title: str) -> tuple[bq.Figure, bq.Lines]:
         if title not in self.figures:
             x, y = bq.LinearScale(), bq.LinearScale()
-            lines = bq.Lines(x=[], y=[], scales={"x": x, "y": y}, display_legend=True,
-                             colors=["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"])
+            lines = bq.Lines(x=[], y=[], scales={"x": x, "y": y},
+                             colors=list(INVARIANCE_COLORS))
             figure = bq.Figure(marks=[lines], title=title, animation_duration=0,
-                               axes=[bq.Axis(scale=x, label="value"),
+                               axes=[bq.Axis(scale=x, label="value", num_ticks=5),
                                      bq.Axis(scale=y, side="left",
                                              tick_format=".2g")],
-                               layout=widgets.Layout(width="330px", height="260px"),
-                               fig_margin={"top": 40, "bottom": 40, "left": 50, "right": 90},
-                               legend_location="top-right")
-            figure.legend_style = {"stroke-width": 0}
+                               layout=widgets.Layout(width="300px", height="260px"),
+                               fig_margin={"top": 40, "bottom": 40, "left": 50, "right": 20})
             self.figures[title] = (figure, lines)
         return self.figures[title]
 
@@ -519,21 +536,23 @@ class OptimizePane(JobPane):
         self.canvas = TileCanvas(PANE, PANE, "e2e-optimize-image")
         x, y = bq.LinearScale(), bq.LinearScale()
         self.objective = bq.Lines(x=[], y=[], scales={"x": x, "y": y},
-                                  colors=["#1f77b4", "#ff7f0e"], labels=["objective", "best"],
-                                  display_legend=True)
+                                  colors=["#1f77b4", "#ff7f0e"], labels=["objective", "best"])
         self.argmax = bq.Lines(x=[], y=[], scales={"x": x, "y": y}, colors=["#d62728"],
-                               line_style="dashed", labels=["layer argmax from"],
-                               display_legend=True)
+                               line_style="dashed", labels=["layer argmax from"])
         self.figure = bq.Figure(marks=[self.objective, self.argmax], animation_duration=0,
                                 axes=[bq.Axis(scale=x, label="step", tick_format="d"),
                                       bq.Axis(scale=y, side="left",
                                               tick_format=".3g")],
                                 layout=widgets.Layout(width="420px", height="260px"),
-                                fig_margin={"top": 20, "bottom": 40, "left": 60, "right": 130},
-                                legend_location="top-right")
+                                fig_margin={"top": 20, "bottom": 40, "left": 60, "right": 20})
         self.figure.add_class("e2e-optimize-curve")
+        self.legend = widgets.HTML(line_legend([
+            ("#1f77b4", "objective", False), ("#ff7f0e", "best so far", False),
+            ("#d62728", "layer argmax from here", True)]),
+            layout=widgets.Layout(margin="0 0 0 60px"))
+        self.legend.add_class("e2e-optimize-legend")
         self._trace: list[tuple[int, float, float]] = []
-        self.outputs = [widgets.HBox([self.canvas, self.figure])]
+        self.outputs = [widgets.HBox([self.canvas, widgets.VBox([self.figure, self.legend])])]
         self._preset_chosen({"new": self.preset.value})
         self.assemble("The image this unit likes best (Yosinski et al. 2015): gradient ascent "
                       "from grey noise with the paper's regularizers; presets are Table 1. "
@@ -735,7 +754,12 @@ class TopImagesPane(JobPane):
         sheet = render.tile_grid(cells, 3, 1, background=255)
         full = np.full((3 * self.cell + 2, 3 * self.cell + 2, 3), 255, dtype=np.uint8)
         full[:sheet.shape[0], :sheet.shape[1]] = sheet
-        return render.to_rgba(full)
+        rgba = render.to_rgba(full)
+        step = self.cell + 1
+        for k in range(len(tiles), 9):  # cells with no image show the page (no white block
+            row, col = divmod(k, 3)     # in a dark theme)
+            rgba[row * step:row * step + self.cell, col * step:col * step + self.cell] = 0
+        return rgba
 
     def entry_at(self, x: float, y: float) -> Entry | None:
         """The top-k entry whose patch is under canvas pixel ``(x, y)``."""

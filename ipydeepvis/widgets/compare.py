@@ -76,7 +76,9 @@ class ComparePane(JobPane):
         self.captions = {part: widgets.HTML() for part in self.canvases}
         self.numbers = widgets.HTML()
         self.numbers.add_class("e2e-compare-numbers")
-        self.outputs = [widgets.HBox([widgets.VBox([self.captions[p], self.canvases[p]])
+        gap = widgets.Layout(margin="0 12px 0 0")  # three grey squares apart, not one bar
+        self.outputs = [widgets.HBox([widgets.VBox([self.captions[p], self.canvases[p]],
+                                                   layout=gap)
                                       for p in self.canvases]), self.numbers]
         self.run_button.layout.display = "none"  # auto: every selection is computed
         self.stop_button.layout.display = "none"

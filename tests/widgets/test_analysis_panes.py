@@ -108,6 +108,11 @@ def test_invariance_and_correspondence_panes_show_the_core_numbers(demo: object)
                                           "true class probability"]
     np.testing.assert_allclose(figures[1].marks[0].y, core.distance["features.conv5"])
     np.testing.assert_allclose(figures[2].marks[0].y, core.probability)
+    # one legend above the three plots, in the lines' colours; none drawn over the curves
+    assert not any(f.marks[0].display_legend for f in figures)
+    for i, colour in enumerate(figures[0].marks[0].colors[:4]):
+        assert f"solid {colour}'></span>image {i}<" in pane.legend.value
+    assert "image 4" not in pane.legend.value  # only the 4 images the dashboard shows
     table = view.panes["correspondence"]
     table.request(run=True)
     boxes = demo.dataset.boxes(list(range(4)))
@@ -161,6 +166,15 @@ def test_top_images_pane_indexes_the_dashboard_images_on_run(demo: object) -> No
     assert "press <b>Run</b>" in pane.status.value
     pane.request(run=True)
     assert "4 top images" in pane.status.value  # k is capped by the 4 images shown
+    # the 5 cells with no image are transparent (the page shows, not a white block in a dark
+    # theme); the 4 images and the lines between cells are opaque
+    for frame in (view.frames["top_patches"], view.frames["top_projections"]):
+        step, cell = pane.cell + 1, pane.cell
+        for k in range(9):
+            row, col = divmod(k, 3)
+            alpha = frame[row * step:row * step + cell, col * step:col * step + cell, 3]
+            assert (alpha == (255 if k < 4 else 0)).all(), k
+        assert (frame[cell, :, 3] == 255).all()  # the line below the first row
     view.unit = 2  # the index of this layer is kept: the next unit shows at once
     assert "4 top images" in pane.status.value and "press" not in pane.status.value
 
@@ -190,6 +204,20 @@ def test_optimize_pane_streams_the_image_and_the_curve_and_matches_the_core(
     pane._draw_image(result.images[0])
     assert np.array_equal(pane.canvas.frame, expected)
     assert len(pane.objective.x) == 30
+    view.close()
+
+
+def test_optimize_legend_sits_beside_the_curve_in_its_colours(demo: object) -> None:
+    """bqplot's legend, placed while the tab is hidden, covered the curves and the axis: the
+    pane draws its own, naming each line in its colour and style."""
+    view = make(demo)
+    pane = view.panes["optimize"]
+    assert not pane.objective.display_legend and not pane.argmax.display_legend
+    legend = pane.legend.value
+    (objective, best), (argmax,) = pane.objective.colors[:2], pane.argmax.colors[:1]
+    for entry in (f"solid {objective}'></span>objective<", f"solid {best}'></span>best so far<",
+                  f"dashed {argmax}'></span>layer argmax from here<"):
+        assert entry in legend, (entry, legend)
     view.close()
 
 
