@@ -228,9 +228,12 @@ class OcclusionPane(JobPane):
         self.clicked: tuple[int, int] | None = None
 
         def titled(text: str, canvas: TileCanvas) -> widgets.VBox:
-            return widgets.VBox([widgets.HTML(text), canvas])
+            # as wide as its canvas, never squeezed: a narrow output area wraps the maps
+            # onto a second row instead of drawing them over each other
+            return widgets.VBox([widgets.HTML(text), canvas], layout=widgets.Layout(
+                width=f"{PANE}px", flex="0 0 auto", margin="0 8px 4px 0"))
 
-        self.outputs = [widgets.HBox([
+        self.outputs = [widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"), children=[
             titled("<b>predicted class probability</b>", self.class_canvas),
             titled("<b>most probable class</b>", self.label_canvas),
             titled("<b>unit's total activation</b>", self.unit_canvas),
@@ -355,7 +358,7 @@ class InvariancePane(JobPane):
         self.transform.observe(lambda _c: self.request(), names="value")
         self.controls = [self.transform]
         self.figures: dict[str, tuple[bq.Figure, bq.Lines]] = {}
-        self.box = widgets.HBox()
+        self.box = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))  # narrow: wraps
         self.legend = widgets.HTML()
         self.legend.add_class("e2e-invariance-legend")
         self.outputs = [self.legend, self.box]

@@ -61,6 +61,7 @@ class CameraView(anywidget.AnyWidget):
     .deepvis-camera { display: flex; flex-direction: column; gap: 2px; max-width: 192px; }
     .deepvis-camera video { width: 192px; max-height: 144px; background: #000;
                             object-fit: contain; }
+    .deepvis-camera[data-running="false"] video { display: none; }  /* no black box when off */
     .deepvis-camera-buttons { display: flex; gap: 2px; }
     .deepvis-camera-buttons button { flex: 1 1 0; min-width: 0; padding: 0 4px; }
     .deepvis-camera-status { font-size: var(--jp-ui-font-size0, 11px); min-height: 1.4em; }

@@ -76,10 +76,12 @@ class ComparePane(JobPane):
         self.captions = {part: widgets.HTML() for part in self.canvases}
         self.numbers = widgets.HTML()
         self.numbers.add_class("e2e-compare-numbers")
-        gap = widgets.Layout(margin="0 12px 0 0")  # three grey squares apart, not one bar
+        # three grey squares apart (not one bar), never squeezed over each other
+        gap = widgets.Layout(margin="0 12px 0 0", flex="0 0 auto")
         self.outputs = [widgets.HBox([widgets.VBox([self.captions[p], self.canvases[p]],
                                                    layout=gap)
-                                      for p in self.canvases]), self.numbers]
+                                      for p in self.canvases],
+                                     layout=widgets.Layout(flex_flow="row wrap")), self.numbers]
         self.run_button.layout.display = "none"  # auto: every selection is computed
         self.stop_button.layout.display = "none"
         explanation = ("The selected unit in two models: A is the dashboard's model at its "

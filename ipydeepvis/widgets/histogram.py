@@ -112,7 +112,9 @@ class HistogramPane(JobPane):
                 fig_margin={"top": 30, "bottom": 35, "left": 40, "right": 10})
             epochs.add_class("e2e-histogram-epochs")
             side.append(epochs)
-        self.outputs = [widgets.HBox([self.figure, widgets.VBox(side)])]
+        # a narrow output area puts the legend and the counts under the chart (not clipped)
+        self.outputs = [widgets.HBox([self.figure, widgets.VBox(side)],
+                                     layout=widgets.Layout(flex_flow="row wrap"))]
         self.assemble("How the selected layer's activations are spread on this image and on "
                       "the probe set (the same bins, each as a fraction of its values), and "
                       "the fraction of its units that never fire (largest value over the "

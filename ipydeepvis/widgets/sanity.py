@@ -83,12 +83,12 @@ class SanityPane(JobPane):
                                     layout=widgets.Layout(width=f"{PANE}px"))
         self.similarity = widgets.HTML(layout=widgets.Layout(width="320px"))
         self.similarity.add_class("e2e-sanity-similarity")
-        gap = widgets.Layout(margin="0 12px 0 0")
+        gap = widgets.Layout(margin="0 12px 0 0", flex="0 0 auto")  # never squeezed
         self.outputs = [widgets.HBox([
             widgets.VBox([widgets.HTML("<b>trained</b>"), self.trained_canvas], layout=gap),
             widgets.VBox([self.caption, self.canvas], layout=gap),
             self.similarity,
-        ])]
+        ], layout=widgets.Layout(flex_flow="row wrap"))]  # narrow: the text goes below
         self.assemble("Does the projection depend on what the network learned? Re-initialize "
                       "the weights (Adebayo et al. 2018) from the top of the model down to a "
                       "depth (cascading) or one layer alone (independent) and compare: a "

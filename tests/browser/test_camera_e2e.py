@@ -99,9 +99,12 @@ def test_camera_frames_drive_the_dashboard_and_freeze_stops_them(
     dash, page, e = camera_page, camera_page.page, camera_page.expected
     page.wait_for_selector(f"{SEL_CAMERA} .deepvis-camera-start")
     assert dataset(page).get("running") == "false"
+    video_shown = f"() => getComputedStyle(document.querySelector('{SEL_CAMERA} video')).display"
+    assert page.evaluate(video_shown) == "none"  # off: no empty black box under the input
     before = read_canvas(page, SEL_INPUT)  # a data-set image
     page.click(f"{SEL_CAMERA} .deepvis-camera-start")
     wait_shown(page, 2)
+    assert page.evaluate(video_shown) != "none"
 
     # live: the fake camera's moving pattern keeps changing the input canvas
     first = read_canvas(page, SEL_INPUT)
@@ -145,6 +148,7 @@ def test_camera_frames_drive_the_dashboard_and_freeze_stops_them(
     page.wait_for_function("sel => document.querySelector(sel).dataset.running === 'false'",
                            arg=SEL_CAMERA)
     assert page.eval_on_selector(f"{SEL_CAMERA} video", "v => v.srcObject") is None
+    assert page.evaluate(video_shown) == "none"
 
     # a refused permission and a page without the camera API are said in words
     page.evaluate("() => { navigator.mediaDevices.getUserMedia = () => Promise.reject("
