@@ -69,7 +69,8 @@ class HistogramPane(JobPane):
         super().__init__(view)
         self.probes: ByteLRU[Any] = ByteLRU(PROBE_CACHE_BYTES, "probe-set histograms")
         self._probe: Probe | None = None
-        x, y = bq.LinearScale(), bq.LinearScale(min=0.0)
+        # no padding below 0: a fraction axis that starts at -0.015 reads as a bug
+        x, y = bq.LinearScale(), bq.LinearScale(min=0.0, allow_padding=False)
         # two marks, not one grouped Bars: bqplot 0.13's grouped (and 1-D) bars draw with
         # zero height in JupyterLab 4 and Voila here; one-row 2-D bars draw. The probe set's
         # bars are wide, the image's narrow ones stand in front of them.
@@ -83,7 +84,7 @@ class HistogramPane(JobPane):
             axes=[self.x_axis, bq.Axis(scale=y, side="left", num_ticks=5,
                                        label="fraction of values", tick_format=".2g")],
             layout=widgets.Layout(width="520px", height="280px"),
-            fig_margin={"top": 15, "bottom": 45, "left": 60, "right": 15})
+            fig_margin={"top": 20, "bottom": 45, "left": 60, "right": 15})
         self.figure.add_class("e2e-histogram-figure")
         swatch = ("<span style='display:inline-block;width:{}px;height:12px;"
                   "background:{};margin-right:4px'></span>{}")
@@ -97,7 +98,7 @@ class HistogramPane(JobPane):
         self.epoch_lines: bq.Lines | None = None
         self.epoch_marker: bq.Scatter | None = None
         if view.scrubber is not None:
-            ex, ey = bq.LinearScale(), bq.LinearScale(min=0.0, max=1.0)
+            ex, ey = bq.LinearScale(), bq.LinearScale(min=0.0, max=1.0, allow_padding=False)
             self.epoch_lines = bq.Lines(x=[], y=[], scales={"x": ex, "y": ey},
                                         colors=[PROBE_COLOR], marker="circle", marker_size=16)
             self.epoch_marker = bq.Scatter(x=[], y=[], scales={"x": ex, "y": ey},
@@ -109,7 +110,7 @@ class HistogramPane(JobPane):
                       bq.Axis(scale=ey, side="left", num_ticks=3,
                               tick_format=".1f")],
                 layout=widgets.Layout(width="240px", height="170px"),
-                fig_margin={"top": 30, "bottom": 35, "left": 40, "right": 10})
+                fig_margin={"top": 40, "bottom": 35, "left": 40, "right": 10})
             epochs.add_class("e2e-histogram-epochs")
             side.append(epochs)
         # a narrow output area puts the legend and the counts under the chart (not clipped)

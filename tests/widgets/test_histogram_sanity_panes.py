@@ -92,6 +92,10 @@ def test_dead_fraction_per_epoch_follows_the_scrubbers_analysis(demo: object) ->
     view.epoch = first
     assert list(pane.epoch_marker.x) == [first]
     assert f"({ys[0]:.1%})" in pane.dead.value
+    # both fraction axes are 0 at the bottom (bqplot pads scales by default: the axes read
+    # -0.015 and -0.1 to 1.1 in the browser)
+    for scale, top in ((pane.probe_bars.scales["y"], None), (pane.epoch_lines.scales["y"], 1.0)):
+        assert (scale.min, scale.max, scale.allow_padding) == (0.0, top, False)
     view.close()
 
 
