@@ -56,6 +56,14 @@ RESULT_CACHE_BYTES = 64 * 2**20
 INVARIANCE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 
 
+def blank(*canvases: TileCanvas) -> None:
+    """Show nothing on each canvas (transparent, at its size): a pane whose result is not
+    computed for the current selection must not keep the pictures of another one."""
+    for canvas in canvases:
+        if canvas.frame is not None:
+            canvas.show(np.zeros_like(canvas.frame))
+
+
 def line_legend(entries: list[tuple[str, str, bool]]) -> str:
     """An HTML legend of line swatches, ``(colour, label, dashed)`` each, for beside a bqplot
     figure: bqplot's own legend is placed from the figure's size when it is first drawn,
@@ -329,6 +337,8 @@ class OcclusionPane(JobPane):
 
     def clear(self) -> None:
         self.legend.value = ""
+        self.clicked = None
+        blank(self.class_canvas, self.label_canvas, self.unit_canvas, self.occluded_canvas)
 
     def summary(self, result: Any, state: ViewState) -> str:
         unit_map = result[1]
@@ -419,6 +429,9 @@ class InvariancePane(JobPane):
                                fig_margin={"top": 40, "bottom": 40, "left": 50, "right": 20})
             self.figures[title] = (figure, lines)
         return self.figures[title]
+
+    def clear(self) -> None:
+        self.box.children, self.legend.value = [], ""
 
     def summary(self, result: Any, state: ViewState) -> str:
         images = result.probability.shape[0]
@@ -632,6 +645,7 @@ class OptimizePane(JobPane):
     def clear(self) -> None:
         self.objective.x, self.objective.y = [], []
         self.argmax.x, self.argmax.y = [], []
+        blank(self.canvas)
 
     def result_bytes(self, result: Any) -> int:
         return (tensor_bytes(result.images) + tensor_bytes(result.last)
@@ -793,6 +807,7 @@ class TopImagesPane(JobPane):
 
     def clear(self) -> None:
         self.source.value = ""
+        blank(self.patches_canvas, self.projections_canvas)
 
     def summary(self, result: Any, state: ViewState) -> str:
         return f"unit {state.unit}: {len(result[0].entries)} top images"

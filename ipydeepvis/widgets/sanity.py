@@ -197,6 +197,9 @@ class SanityPane(JobPane):
 
     def clear(self) -> None:
         self.similarity.value = ""
+        for canvas in (self.trained_canvas, self.canvas):  # no picture of another selection
+            if canvas.frame is not None:
+                canvas.show(np.zeros_like(canvas.frame))
 
     def summary(self, result: Any, state: ViewState) -> str:
         check = result.check

@@ -54,6 +54,31 @@ def test_occlusion_pane_draws_the_core_maps_and_the_clicked_occlusion(demo: obje
     assert "7 x 7 positions" in pane.status.value
 
 
+def test_a_manual_pane_shows_no_pictures_of_another_selection(demo: object) -> None:
+    """After Run, a new selection that is not computed yet blanks the pane's pictures (they
+    stayed, next to 'not computed for this selection yet', showing the old unit or layer)."""
+    view = make(demo)
+    occlusion, invariance, top = (view.panes[n] for n in ("occlusion", "invariance", "top"))
+    occlusion.patch.value, occlusion.stride.value = 16, 16
+    for pane in (occlusion, invariance, top):
+        pane.request(run=True)
+    occlusion.click(0, 0)
+    names = ("occlusion_class", "occlusion_labels", "occlusion_unit", "occlusion_occluded",
+             "top_patches", "top_projections")
+    assert all(view.frames[n][..., 3].max() == 255 for n in names)
+    assert len(invariance.box.children) == 3 and "image 0" in invariance.legend.value
+    view.unit = 1  # occlusion depends on the unit
+    assert "not computed" in occlusion.status.value
+    for n in names[:4]:
+        assert view.frames[n].shape == (PANE, PANE, 4) and view.frames[n].max() == 0, n
+    view.layer = "features.conv4"  # invariance and the top images depend on the layer
+    assert "not computed" in invariance.status.value and "press" in top.status.value
+    assert invariance.box.children == () and invariance.legend.value == ""
+    for n in names[4:]:
+        assert view.frames[n].max() == 0, n
+    view.close()
+
+
 def test_a_manual_pane_shows_its_cached_result_when_the_unit_comes_back(demo: object) -> None:
     view = make(demo)
     pane = view.panes["occlusion"]
