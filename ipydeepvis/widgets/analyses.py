@@ -242,7 +242,7 @@ class OcclusionPane(JobPane):
                 width=f"{PANE}px", flex="0 0 auto", margin="0 8px 4px 0"))
 
         self.outputs = [widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"), children=[
-            titled("<b>predicted class probability</b>", self.class_canvas),
+            titled("<b>class probability</b>", self.class_canvas),  # one line: maps aligned
             titled("<b>most probable class</b>", self.label_canvas),
             titled("<b>unit's total activation</b>", self.unit_canvas),
             titled("<b>occluded input</b> (click a map)", self.occluded_canvas),
