@@ -426,7 +426,8 @@ class InvariancePane(JobPane):
                                      bq.Axis(scale=y, side="left",
                                              tick_format=".2g")],
                                layout=widgets.Layout(width="300px", height="260px"),
-                               fig_margin={"top": 40, "bottom": 40, "left": 50, "right": 20})
+                               fig_margin={"top": 40, "bottom": 40, "left": 50, "right": 20},
+                               title_style={"font-size": "13px"})  # fits over its plot
             self.figures[title] = (figure, lines)
         return self.figures[title]
 
