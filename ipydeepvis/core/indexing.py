@@ -34,7 +34,7 @@ from .index import TENSORS, TopKIndex, model_fingerprint
 from .probe import Probe
 from .sources import DataSource, Preprocess
 from .topk import (
-    LayerScan,
+    RunningTopK,
     Scanner,
     TopK,
     as_probe,
@@ -127,9 +127,9 @@ def build_index(
                                   layers=names, k=k, what="resume from")
     done = previous.done if previous is not None else torch.zeros(source.length, dtype=bool)
     todo = (~done).nonzero().flatten()
-    running = {name: LayerScan(name, k, source.length) for name in names}
+    running = RunningTopK(names, k, source.length)
     if previous is not None and rank == 0:
-        running = {name: LayerScan.resume(previous[name], source.length) for name in names}
+        running = RunningTopK.resume({name: previous[name] for name in names}, source.length)
     job = _Job(running, names, k, source.length, model_key, data_key, epoch, folder, rank,
                world)
     scanner = Scanner(probe, names)
@@ -172,7 +172,7 @@ def build_index(
 class _Job:
     """What a checkpoint needs: the running scans and where and how to write them."""
 
-    def __init__(self, running: dict[str, LayerScan], names: list[str], k: int, length: int,
+    def __init__(self, running: RunningTopK, names: list[str], k: int, length: int,
                  model: str, data: str, epoch: int | None, folder: Path | None, rank: int,
                  world: int) -> None:
         self.running, self.names, self.k, self.length = running, names, k, length
@@ -180,10 +180,8 @@ class _Job:
         self.folder, self.rank, self.world = folder, rank, world
 
     def local(self) -> TopKIndex:
-        scans: dict[str, TopK] = {}
-        for name in self.names:
-            scan = self.running[name]
-            scans[name] = scan.result() if scan.values is not None else _empty(scan)
+        scans = (self.running.result() if self.running.started
+                 else {name: _empty(name, self.k, self.running.done) for name in self.names})
         return TopKIndex.from_scans(scans, k=self.k, length=self.length, model=self.model,
                                     data=self.data, epoch=self.epoch)
 
@@ -211,10 +209,10 @@ def _merge(a: TopKIndex, b: TopKIndex) -> TopKIndex:
     return a.merge(b)
 
 
-def _empty(scan: LayerScan) -> TopK:
+def _empty(layer: str, k: int, done: torch.Tensor) -> TopK:
     """The TopK of a layer that has seen no image (shape unknown, no units)."""
-    return TopK(scan.layer, torch.zeros(0, scan.k), torch.zeros(0, scan.k, dtype=torch.long),
-                torch.zeros(0, scan.k, 0, dtype=torch.long), 0, scan.done.clone(), ())
+    return TopK(layer, torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long),
+                torch.zeros(0, k, 0, dtype=torch.long), 0, done.clone(), ())
 
 
 def _previous(folder: Path | None, resume: bool) -> TopKIndex | None:
