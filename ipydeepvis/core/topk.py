@@ -471,18 +471,19 @@ def _candidates(output: torch.Tensor, floor: torch.Tensor, k: int) -> Candidates
     """
     shape = tuple(output.shape[1:])
     flat = output.detach().flatten(2) if output.dim() > 2 else output.detach()[:, :, None]
-    best = flat.amax(dim=2).float()
-    chosen = ~(best < floor.to(best.device))  # (B, units)
-    pairs = chosen.nonzero()
+    best = flat.amax(dim=2).float()  # (B, units)
+    chosen = best.lt(floor.to(best.device)).logical_not_()
+    pairs = chosen.view(-1).nonzero().squeeze(1)  # flat (image, unit), row-major
     if len(pairs) > k * best.shape[1] and best.shape[0] > k:  # only a batch's k best can enter
-        chosen &= ~(best < best.topk(k, dim=0).values[-1])
-        pairs = chosen.nonzero()
-    images, units = pairs.unbind(1)
+        chosen &= best.lt(best.topk(k, dim=0).values[-1]).logical_not_()
+        pairs = chosen.view(-1).nonzero().squeeze(1)
+    units = best.shape[1]
     if flat.shape[2] == 1:
-        positions = torch.zeros_like(images)
-    else:
-        positions = flat[images, units].max(dim=1).indices  # max and argmax: the first
-    return Candidates(images, units, best[images, units], positions, best, shape)
+        positions = torch.zeros_like(pairs)
+    else:  # max's index and argmax: the first maximum
+        positions = flat.reshape(-1, flat.shape[2]).index_select(0, pairs).max(dim=1).indices
+    return Candidates(pairs // units, pairs % units, best.view(-1).index_select(0, pairs),
+                      positions, best, shape)
 
 
 def _strongest(output: torch.Tensor, floor: tuple[torch.Tensor, int] | None
