@@ -10,11 +10,13 @@ uninterrupted run, because rankings are exact and order-free (see
 Under ``torchrun`` (an initialised ``torch.distributed`` process group: gloo on CPUs, nccl
 on GPUs) each rank scans its share of the batches still to do, batches ``rank, rank + world, ...``
 of the single-process scan (no image twice, none missed, and each image computed in the
-same batch as on one process, so the index is bit-identical to the single-process one), the
-ranks
-step in lock-step with one tiny ``all_reduce`` per batch (so checkpoints and stops agree), and
-at each checkpoint the partial results are gathered and merged exactly; rank 0 writes the
-file and shows a tqdm bar of the whole job, the other ranks log their own progress.
+same batch as on one process, so the index is bit-identical to the single-process one). The
+ranks run independently between checkpoints: only every ``checkpoint_every`` batches do they
+meet, in one tiny ``all_reduce`` (who is still scanning, did anyone ask to stop) and, while
+any is, a gather of the partial results, merged exactly; rank 0 writes the file and shows a
+tqdm bar of the whole job (the other ranks' images added at each meeting), the other ranks
+log their own progress. No collective runs per batch, so a rank slowed for a moment does not
+hold the others back.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def build_index(
         tqdm bar (rank 0) and log lines (other ranks).
     callback : callable, optional
         ``callback(done, total)`` after each batch (images of this rank); returning False
-        stops the scan at that batch on every rank, after writing the checkpoint.
+        stops the scan, after writing the checkpoint: at that batch on one process, at the
+        next checkpoint (within ``checkpoint_every`` batches) on the other ranks.
     epoch : int, optional
         Recorded in the index (the checkpoint epoch the weights come from).
 
@@ -136,29 +139,34 @@ def build_index(
     bar = _bar(progress and rank == 0, len(todo), int(done.sum()), k, names)
     batches = source.batches(todo, batch_size, workers=workers, shard=(rank, world))
     share = -(-len(todo) // world)  # this rank's images, about
-    step, mine_done = 0, 0
+    step, mine_done, mine_since = 0, 0, 0
+    active = True  # this rank has batches left and was not asked to stop
+    stop = False
     try:
         while True:
-            batch = next(batches, None)
-            if batch is not None:
-                scan_batch(scanner, running, *batch)
-                mine_done += int(batch[0].numel())
-            stop = (batch is not None and callback is not None
-                    and callback(mine_done, share) is False)
-            more, stop_all, images = _agree(batch is not None, stop,
-                                            0 if batch is None else int(batch[0].numel()), world)
-            step += 1
+            if active:
+                batch = next(batches, None)
+                if batch is not None:
+                    scan_batch(scanner, running, *batch)
+                    images = int(batch[0].numel())
+                    step, mine_done, mine_since = step + 1, mine_done + images, mine_since + images
+                    if bar is not None:
+                        bar.update(images)
+                    stop = callback is not None and callback(mine_done, share) is False
+                    if step % checkpoint_every and not stop:
+                        continue
+                active = batch is not None and not stop
+            # A round, the only collective: every checkpoint_every batches of a rank still
+            # scanning; a rank without batches joins the others' rounds until all are done.
+            any_active, any_stop, images = _agree(active, stop, mine_since, world)
             if bar is not None:
-                bar.update(images)
-            if not more:
+                bar.update(images - mine_since)  # the other ranks' images since the last round
+            mine_since = 0
+            if not any_active or any_stop:
                 break
-            if stop_all:
-                job.checkpoint()
-                break
-            if step % checkpoint_every == 0:
-                job.checkpoint()
-                if progress and rank > 0:
-                    log.info("rank %d/%d: %d of about %d images", rank, world, mine_done, share)
+            job.checkpoint()
+            if progress and rank > 0:
+                log.info("rank %d/%d: %d of about %d images", rank, world, mine_done, share)
     except KeyboardInterrupt:
         if world == 1:
             job.checkpoint()
@@ -237,12 +245,13 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _agree(more: bool, stop: bool, images: int, world: int) -> tuple[bool, bool, int]:
-    """Across ranks: does any rank have more batches, did any ask to stop, images this step."""
+def _agree(active: bool, stop: bool, images: int, world: int) -> tuple[bool, bool, int]:
+    """Across ranks: is any rank still scanning, did any ask to stop, images since the last
+    round (one small ``all_reduce``)."""
     if world == 1:
-        return more, stop, images
+        return active, stop, images
     device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    flags = torch.tensor([int(more), int(stop), images], dtype=torch.long, device=device)
+    flags = torch.tensor([int(active), int(stop), images], dtype=torch.long, device=device)
     dist.all_reduce(flags)
     flags = flags.cpu()
     return bool(flags[0]), bool(flags[1]), int(flags[2])
