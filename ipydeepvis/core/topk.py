@@ -186,13 +186,11 @@ _EMPTY = torch.iinfo(torch.int64).min  # the ranking key of an empty slot: below
 class Candidates(NamedTuple):
     """The (image, unit) pairs of one layer and batch that can still enter a unit's top-k.
 
-    ``images``, ``units``, ``values`` (float32) and ``positions`` (flat, in the layer's map)
-    are ``(n,)``; ``best`` is the ``(B, units)`` float32 maximum of every pair, ``shape`` the
-    per-image map shape."""
+    ``chosen`` is ``(units, B)`` bool, ``positions`` the flat position in the layer's map of
+    each chosen pair, in ``chosen``'s row-major order (unit by unit); ``best`` is the
+    ``(B, units)`` float32 maximum of every pair, ``shape`` the per-image map shape."""
 
-    images: torch.Tensor
-    units: torch.Tensor
-    values: torch.Tensor
+    chosen: torch.Tensor
     positions: torch.Tensor
     best: torch.Tensor
     shape: tuple[int, ...]
@@ -229,7 +227,7 @@ class RunningTopK:
         self.where = torch.zeros(0, 0, dtype=torch.long)  # (units, k) flat positions
         self.done = torch.zeros(length, dtype=torch.bool)
         self.seen = 0
-        self._kth: tuple[torch.Tensor, torch.Tensor] | None = None  # cached last column
+        self._floor: tuple[torch.Tensor, int] | None = None  # cached for the next batch
 
     @property
     def started(self) -> bool:
@@ -271,17 +269,21 @@ class RunningTopK:
 
         The floor is the unit's k-th best value, or just above it when that image's index is
         smaller than every index of the batch (a tie then ranks below it); ``-inf`` while
-        fewer than k images were seen. Before the first batch it is ``-inf`` for every unit.
+        fewer than k images were seen. ``k`` is 0 once every floor is finite: then no NaN can
+        enter and no batch brings more than k images to a unit, so the scan skips both checks
+        (see :func:`_candidates`).
         """
         if self.keys is None:
             return {name: (torch.tensor(float("-inf")), self.k) for name in self.layers}
-        if self._kth is None:
-            self._kth = _decode_keys(self.keys[:, -1])
-        values, kth_indices = self._kth
-        strict = (kth_indices >= 0) & (kth_indices < indices.min())
-        floor = torch.where(strict, torch.nextafter(values, values.new_tensor(float("inf"))),
-                            values)
-        return {name: (floor[self.rows[name]], self.k) for name in self.layers}
+        if self._floor is None:
+            values, kth = _decode_keys(self.keys[:, -1])
+            strict = (kth >= 0) & (kth < indices.min())
+            floor = torch.where(strict, torch.nextafter(values, values.new_tensor(float("inf"))),
+                                values)
+            check = self.k if bool(torch.isneginf(floor).any()) else 0
+            self._floor = (floor, check)
+        floor, check = self._floor
+        return {name: (floor[self.rows[name]], check) for name in self.layers}
 
     def add(self, found: dict[str, Candidates], indices: torch.Tensor) -> None:
         """Fold in one batch: every layer's candidates (from :meth:`Scanner.reduce` with this
@@ -298,20 +300,19 @@ class RunningTopK:
             self._allocate(shapes)
         assert self.keys is not None
         parts = [found[name] for name in self.layers]
-        units = torch.cat([p.units + self.rows[n].start for n, p in zip(self.layers, parts,
-                                                                          strict=True)])
-        if units.numel():
-            images = torch.cat([p.images for p in parts]).cpu()
-            values = torch.cat([p.values for p in parts]).cpu()
-            values = torch.where(torch.isnan(values), float("-inf"), values)
-            keys = self.keys.new_full((self.keys.shape[0], len(indices)), _EMPTY)
-            keys[units.cpu(), images] = _ranking_keys(values, indices[images])
-            where = torch.zeros_like(keys)
-            where[units.cpu(), images] = torch.cat([p.positions for p in parts]).cpu()
+        positions = torch.cat([part.positions for part in parts]).cpu()
+        if positions.numel():  # one ranking of the (units, B) block for every layer
+            chosen = torch.cat([part.chosen for part in parts]).cpu()
+            values = torch.cat([part.best for part in parts], 1).cpu().T
+            values = values.nan_to_num(float("-inf"), float("inf"), float("-inf"))
+            keys = _ranking_keys(values, indices)
+            keys = torch.where(chosen, keys, _EMPTY)
+            where = torch.zeros(keys.shape, dtype=torch.long)
+            where[chosen] = positions
             top = torch.cat([self.keys, keys], 1).topk(self.k, dim=1)
             self.keys = top.values
             self.where = torch.cat([self.where, where], 1).gather(1, top.indices)
-            self._kth = None
+            self._floor = None
         self.done[indices] = True
         self.seen += int(indices.numel())
 
@@ -409,11 +410,6 @@ class Scanner:
         position is only looked up where it can matter (see :func:`_candidates`). Without
         it every pair is a candidate.
         """
-        if not bool(torch.isfinite(images.sum())):  # one cheap sum, then the count
-            bad = int((~torch.isfinite(images)).sum())
-            if bad:
-                msg = f"the batch contains {bad} NaN or infinite value(s); images must be finite"
-                raise InvalidInputError(msg)
         batch = images.to(self.device, self.dtype)
         shadow, _key = self.shadow.current()
         found: dict[str, Candidates] = {}
@@ -456,6 +452,13 @@ class Scanner:
             msg = (f"layer(s) {missing} produced no tensor output in the forward pass, so they "
                    "cannot be scanned")
             raise InvalidInputError(msg)
+        # A NaN or infinite pixel reaches the maxima; only then are the images read again
+        # (a pass over the batch costs more than this sum of a few thousand maxima).
+        if not bool(torch.isfinite(torch.cat([c.best for c in found.values()], 1).sum())):
+            bad = int((~torch.isfinite(images)).sum())
+            if bad:
+                msg = f"the batch contains {bad} NaN or infinite value(s); images must be finite"
+                raise InvalidInputError(msg)
         return found
 
 
@@ -464,26 +467,32 @@ def _candidates(output: torch.Tensor, floor: torch.Tensor, k: int) -> Candidates
     their strongest activation and its flat position (the first maximum in row-major order);
     runs inside the hook, before any in-place op changes ``output``.
 
-    A pair is a candidate when its maximum is not below the unit's ``floor`` (NaN counts as a
-    candidate and ranks as ``-inf``), and, when more than ``k`` images of the batch pass for
-    a unit, is among the batch's ``k`` best. Only candidates get a position: the maximum of
-    every pair is one vectorised ``amax``, the position one slower ``max`` on their rows.
+    A pair is a candidate when its maximum is not below the unit's ``floor``. With ``k`` > 0
+    (early in a scan) NaN counts as a candidate too (it ranks as ``-inf``), and when more than
+    ``k`` images of the batch pass for a unit only the batch's ``k`` best do. Only candidates
+    get a position: the maximum of every pair is one vectorised ``amax``, the position one
+    slower ``max`` on their rows. The few torch calls per layer are what a long scan costs
+    beyond the forward.
     """
     shape = tuple(output.shape[1:])
     flat = output.detach().flatten(2) if output.dim() > 2 else output.detach()[:, :, None]
-    best = flat.amax(dim=2).float()  # (B, units)
-    chosen = best.lt(floor.to(best.device)).logical_not_()
-    pairs = chosen.view(-1).nonzero().squeeze(1)  # flat (image, unit), row-major
-    if len(pairs) > k * best.shape[1] and best.shape[0] > k:  # only a batch's k best can enter
-        chosen &= best.lt(best.topk(k, dim=0).values[-1]).logical_not_()
-        pairs = chosen.view(-1).nonzero().squeeze(1)
-    units = best.shape[1]
+    best = flat.amax(dim=2)
+    if best.dtype != torch.float32:
+        best = best.float()
+    if floor.device != best.device:
+        floor = floor.to(best.device)
+    values = best.T  # (units, B): candidates unit by unit
+    if k:
+        chosen = values.lt(floor[..., None]).logical_not_()  # NaN too
+        if best.shape[0] > k and int(chosen.sum()) > k * best.shape[1]:
+            chosen &= values.lt(best.topk(k, dim=0).values[-1][:, None]).logical_not_()
+    else:
+        chosen = values >= floor[:, None]
     if flat.shape[2] == 1:
-        positions = torch.zeros_like(pairs)
+        positions = torch.zeros(int(chosen.sum()), dtype=torch.long, device=best.device)
     else:  # max's index and argmax: the first maximum
-        positions = flat.reshape(-1, flat.shape[2]).index_select(0, pairs).max(dim=1).indices
-    return Candidates(pairs // units, pairs % units, best.view(-1).index_select(0, pairs),
-                      positions, best, shape)
+        positions = flat.transpose(0, 1)[chosen].max(dim=1).indices
+    return Candidates(chosen, positions, best, shape)
 
 
 def _strongest(output: torch.Tensor, floor: tuple[torch.Tensor, int] | None
@@ -493,11 +502,11 @@ def _strongest(output: torch.Tensor, floor: tuple[torch.Tensor, int] | None
     kth, k = floor if floor is not None else (torch.tensor(float("-inf")), output.shape[0])
     found = _candidates(output, kth, k)
     best = found.best.cpu()
-    if found.images.numel() == 0:
+    if found.positions.numel() == 0:
         return best, None, found.shape
-    where = torch.zeros(best.shape, dtype=torch.long)
-    where[found.images.cpu(), found.units.cpu()] = found.positions.cpu()
-    return best, where, found.shape
+    where = torch.zeros(best.shape[::-1], dtype=torch.long)
+    where[found.chosen.cpu()] = found.positions.cpu()
+    return best, where.T, found.shape
 
 
 def resolve_layers(probe: Probe, layers: Iterable[str], sample: torch.Tensor) -> list[str]:
