@@ -127,7 +127,7 @@ def cli_run(args: list[str], ranks: int, images: str) -> tuple[float, float]:
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - start
-    found = re.search(r"in ([0-9.]+) s", done.stdout)
+    found = re.search(r" in ([0-9.]+) s", done.stdout)
     assert found, done.stdout + done.stderr
     return float(found.group(1)), wall
 
@@ -201,7 +201,7 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     pictures = [torch.rand(16, 3, 224, 224, generator=generator) for _ in range(4)]
     rows.append(scan_vs_plain("AlexNet 224 (5 convs)", alex, lambda x: alex.features[:11](x),
-                              convs, pictures, max(2, repeats // 3), warm=4))
+                              convs, pictures, max(2, repeats // 3), warm=4 if quick else 16))
     print("scan vs plain forward to the deepest requested layer (1 thread, target <= 1.05):")
     print(table(rows))
     alex_ips = float(rows[-1]["scan img/s"])  # type: ignore[arg-type]
