@@ -240,6 +240,8 @@ class RunningTopK:
         again)."""
         first = next(iter(scans.values()))
         running = cls(list(scans), first.k, length)
+        if not all(scan.shape for scan in scans.values()):  # saved before any image was seen
+            return running
         running._allocate({name: scan.shape for name, scan in scans.items()})
         keys, where = [], []
         for scan in scans.values():
