@@ -25,6 +25,7 @@ from .core import (
     maximize_params,
     top_k,
 )
+from .core.compare import compare_projections
 from .core.correspondence import correspondence
 from .core.invariance import invariance
 from .core.maximize import maximize
@@ -34,6 +35,7 @@ from .errors import DeepVisError
 __version__ = "0.1.0"
 
 __all__ = [
+    "CameraView",
     "CheckpointSeries",
     "Correspondence",
     "DeepVis",
@@ -51,6 +53,7 @@ __all__ = [
     "TopKIndex",
     "__version__",
     "build_index",
+    "compare_projections",
     "correspondence",
     "demo",
     "errors",
@@ -66,6 +69,7 @@ _LAZY = {
     "Shapes": ("ipydeepvis.data", "Shapes"),
     "demo": ("ipydeepvis.demo", ""),
     "DeepVis": ("ipydeepvis.widgets", "DeepVis"),
+    "CameraView": ("ipydeepvis.widgets", "CameraView"),
     "EpochScrubber": ("ipydeepvis.widgets", "EpochScrubber"),
 }
 
