@@ -38,7 +38,17 @@ from .relu_calls import tap_functional
 from .shadow import ModelShadow
 from .sources import DataSource, Preprocess
 
-__all__ = ["Entry", "RunningTopK", "TopK", "top_k", "top_k_many"]
+__all__ = ["Entry", "RunningTopK", "TopK", "never_fired", "top_k", "top_k_many"]
+
+
+def never_fired(unit_max: torch.Tensor) -> torch.Tensor:
+    """Which units are dead, from each unit's largest activation over a set of images.
+
+    The one rule every dead-unit count uses (:meth:`TopK.dead_fraction`, the epoch scrubber's
+    curves, the activation histogram): a unit is dead when it never exceeded zero, so after a
+    ReLU it would be zero on every image and position.
+    """
+    return unit_max <= 0
 
 
 class Entry(NamedTuple):
@@ -97,7 +107,7 @@ class TopK:
 
     def dead_fraction(self) -> float:
         """Fraction of units that never exceeded zero on any image scanned."""
-        return float((self.values[:, 0] <= 0).float().mean())
+        return float(never_fired(self.values[:, 0]).float().mean())
 
     def entries(self, unit: int) -> list[Entry]:
         """The top images of ``unit``, strongest first (fewer than ``k`` if fewer were seen).
