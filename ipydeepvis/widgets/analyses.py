@@ -219,14 +219,15 @@ class OcclusionPane(JobPane):
             heading = widgets.HTML(f"<div style='white-space:normal;line-height:16px'>{text}"
                                    "</div>", layout=widgets.Layout(width=f"{PANE}px"))
             heading.add_class("e2e-occlusion-heading")
-            return widgets.VBox([heading, canvas], layout=widgets.Layout(width=f"{PANE}px"))
+            return widgets.VBox([heading, canvas], layout=widgets.Layout(
+                width=f"{PANE}px", margin="0 8px 0 0"))
 
         self.outputs = [widgets.HBox([
             titled("<b>class probability</b>", self.class_canvas),
             titled("<b>most probable class</b>", self.label_canvas),
             titled("<b>unit's total activation</b>", self.unit_canvas),
             titled("<b>occluded input</b> (click a map)", self.occluded_canvas),
-        ], layout=widgets.Layout(gap="8px")), self.legend]
+        ]), self.legend]
         self.assemble("Slide a square over the image (Zeiler &amp; Fergus Fig. 7): where "
                       "hiding a patch lowers the answer, the model looks there.")
 

@@ -488,6 +488,7 @@ class EpochScrubber(widgets.VBox):
         self.strip = strip
         self.dead = self.analysis.dead(strip.epochs)
         self._set_curves(self._dead_fig, self.dead)
+        self._dead_plot.fit_fraction_axis([v for _, ys in self.dead.values() for v in ys])
         self._draw_strip(strip)
         stopped = " (stopped)" if self._stop.is_set() else ""
         readable = self.analysis.available_epochs

@@ -22,7 +22,11 @@ import bqplot as bq
 import ipywidgets as widgets
 import numpy as np
 
-__all__ = ["VALUE_FORMATS", "LinePlot", "epoch_ticks", "integer_ticks", "legend_entries"]
+from ..errors import InvalidOptionError
+from ._base import close_widget_tree
+
+__all__ = ["VALUE_FORMATS", "LinePlot", "epoch_ticks", "integer_ticks", "legend_entries",
+           "short_labels"]
 
 VALUE_FORMATS: dict[str, str] = {
     "count": "d",  # epochs, steps, pixels: whole numbers
@@ -90,6 +94,18 @@ def legend_entries(marks: Sequence[bq.Mark]) -> list[tuple[str, str, bool]]:
     return entries
 
 
+def short_labels(labels: Sequence[str]) -> list[str]:
+    """``labels`` without the dotted module path they all share (``features.conv1``,
+    ``features.conv2`` -> ``conv1``, ``conv2``), so a legend of layers fits on one line."""
+    if len(labels) < 2:
+        return list(labels)
+    parts = [label.split(".") for label in labels]
+    shared = 0
+    while all(len(p) > shared + 1 and p[shared] == parts[0][shared] for p in parts):
+        shared += 1
+    return [".".join(p[shared:]) for p in parts]
+
+
 def _swatch(colour: str, dashed: bool) -> str:
     style = "dashed" if dashed else "solid"
     return (f"<span style='display:inline-block;width:18px;height:0;vertical-align:middle;"
@@ -122,14 +138,14 @@ class LinePlot(widgets.VBox):
         for kind in (y_kind, x_kind):
             if kind not in VALUE_FORMATS:
                 msg = f"value kind {kind!r} is not one of {sorted(VALUE_FORMATS)}"
-                raise ValueError(msg)
+                raise InvalidOptionError(msg)
         self.title = title
         self.x_scale = x_scale if x_scale is not None else bq.LinearScale()
         self.y_scale = (bq.LinearScale(min=0.0, max=1.0) if y_kind == "fraction"
                         else bq.LinearScale())
         self.x_axis = bq.Axis(scale=self.x_scale, label=x_label,
                               tick_format=VALUE_FORMATS[x_kind])
-        self.y_axis = bq.Axis(scale=self.y_scale, side="left", orientation="vertical",
+        self.y_axis = bq.Axis(scale=self.y_scale, side="left",
                               tick_format=VALUE_FORMATS[y_kind])
         self.margin = margin or {"top": 10, "bottom": 40, "left": 56, "right": 16}
         self.width = width
@@ -148,6 +164,8 @@ class LinePlot(widgets.VBox):
         self.showing_message = False
         super().__init__([self.header, self.figure])
         self.add_class("deepvis-plot")
+        if css:
+            self.add_class(f"{css}-plot")
 
     @property
     def plot_width(self) -> int:
@@ -164,9 +182,11 @@ class LinePlot(widgets.VBox):
     def update_legend(self) -> None:
         """Write the header from the marks' labels and colours (after a label change)."""
         entries = [] if self.showing_message else legend_entries(self.figure.marks)
-        items = "".join(f"<span class='deepvis-legend-item' style='white-space:nowrap'>"
+        labels = short_labels([label for label, _, _ in entries])
+        items = "".join(f"<span class='deepvis-legend-item' style='white-space:nowrap' "
+                        f"title='{html.escape(full, quote=True)}'>"
                         f"{_swatch(colour, dashed)}{html.escape(label)}</span>"
-                        for label, colour, dashed in entries)
+                        for label, (full, colour, dashed) in zip(labels, entries, strict=True))
         legend = f"<span class='deepvis-legend' style='display:contents'>{items}</span>"
         title = (f"<b style='font-size:13px'>{html.escape(self.title)}</b>" if self.title
                  else "")
@@ -179,6 +199,14 @@ class LinePlot(widgets.VBox):
         """Whole-number ticks at ``values`` on the x axis."""
         self.x_axis.tick_values = np.asarray(list(values), dtype=np.int64)
 
+    def fit_fraction_axis(self, values: Sequence[float]) -> None:
+        """A 0-based fraction axis up to the next tenth above ``values`` (at least 10 %), so
+        small fractions (a few dead units) are not squashed against the bottom of 0..100 %."""
+        finite = [v for v in values if math.isfinite(v)]
+        top = min(1.0, max(0.1, math.ceil(max(finite, default=0.0) * 10 - 1e-9) / 10))
+        if self.y_scale.max != top:
+            self.y_scale.max = top
+
     def show_message(self, text: str | None) -> None:
         """Show ``text`` in the figure's place (None: show the figure again)."""
         self.showing_message = text is not None
@@ -189,6 +217,10 @@ class LinePlot(widgets.VBox):
                 f"box-sizing:border-box'>{html.escape(text)}</div>")
         self.children = [self.header, self.message if text is not None else self.figure]
         self.update_legend()
+
+    def close(self) -> None:
+        """Close the plot with its figure and its message (the one not shown included)."""
+        close_widget_tree(self, self.figure, self.message)
 
     def __repr__(self) -> str:
         labels = [label for label, _, _ in legend_entries(self.figure.marks)]
