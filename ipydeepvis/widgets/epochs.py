@@ -375,6 +375,9 @@ class EpochScrubber(widgets.VBox):
             y_kind="fraction")
         self._loss_fig, self._acc_fig = self._loss_plot.figure, self._acc_plot.figure
         self._change_fig, self._dead_fig = self._change_plot.figure, self._dead_plot.figure
+        # a new view of the strip means a front end just built its models: resend the curves
+        # the worker may have updated meanwhile (LinePlot.resend)
+        self._strip_canvas[0].on_client_ready(self._resend_plots)
         self._status = widgets.HTML()
         self._status.add_class("e2e-scrubber-status")
         self._errors = widgets.Output()
@@ -398,6 +401,10 @@ class EpochScrubber(widgets.VBox):
         if missing is not None:
             plot.show_message(missing)
         return plot, marker
+
+    def _resend_plots(self) -> None:
+        for plot in (self._loss_plot, self._acc_plot, self._change_plot, self._dead_plot):
+            plot.resend()
 
     def _set_curves(self, figure: bq.Figure,
                     curves: dict[str, tuple[list[int], list[float]]]) -> None:

@@ -154,7 +154,8 @@ class LinePlot(widgets.VBox):
                                 layout=widgets.Layout(width=f"{width}px", height=f"{height}px"))
         if css:
             self.figure.add_class(css)
-        self.header = widgets.HTML(layout=widgets.Layout(width=f"{width}px", margin="0"))
+        self.header = widgets.HTML(layout=widgets.Layout(width=f"{width}px",
+                                                         margin="6px 0 0 0"))
         self.header.add_class("deepvis-plot-header")
         if css:
             self.header.add_class(f"{css}-legend")
@@ -187,17 +188,28 @@ class LinePlot(widgets.VBox):
                         f"title='{html.escape(full, quote=True)}'>"
                         f"{_swatch(colour, dashed)}{html.escape(label)}</span>"
                         for label, (full, colour, dashed) in zip(labels, entries, strict=True))
-        legend = f"<span class='deepvis-legend' style='display:contents'>{items}</span>"
-        title = (f"<b style='font-size:13px'>{html.escape(self.title)}</b>" if self.title
-                 else "")
+        title = (f"<div><b style='font-size:13px'>{html.escape(self.title)}</b></div>"
+                 if self.title else "")
+        # the title on its own line, the legend on the next (empty: still one line high), so
+        # plots side by side keep their plot areas level
         self.header.value = (
-            f"<div style='display:flex;flex-wrap:wrap;align-items:center;gap:0 12px;"
-            f"font-size:12px;line-height:16px;padding-left:{self.margin['left']}px'>"
-            f"{title}{legend}</div>")
+            f"<div style='font-size:12px;line-height:16px;padding-left:{self.margin['left']}px'>"
+            f"{title}<div class='deepvis-legend' style='display:flex;flex-wrap:wrap;"
+            f"gap:0 12px;min-height:16px'>{items}</div></div>")
 
     def set_x_ticks(self, values: Sequence[int]) -> None:
         """Whole-number ticks at ``values`` on the x axis."""
         self.x_axis.tick_values = np.asarray(list(values), dtype=np.int64)
+
+    def resend(self) -> None:
+        """Send the curves and scale bounds again, for a front end that may have missed an
+        update: Voila builds its widget models from a snapshot of the kernel's state, and an
+        update sent while it does so (a worker finishing a scan) can be lost; a later
+        identical update is never sent, so such a curve would stay empty."""
+        for mark in self.figure.marks:
+            mark.send_state(["x", "y"])
+        for scale in (self.x_scale, self.y_scale):
+            scale.send_state(["min", "max"])
 
     def fit_fraction_axis(self, values: Sequence[float]) -> None:
         """A 0-based fraction axis up to the next tenth above ``values`` (at least 10 %), so

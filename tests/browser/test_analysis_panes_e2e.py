@@ -453,4 +453,23 @@ def test_occlusion_maps_and_a_clicked_cell_shows_the_occluded_input(
     status = page.inner_text(".e2e-occlusion-status")
     assert re.search(r"positions, .* · [\d.]+ s$", status.strip()), status
     assert tab_layout_problems(page) == []
+    assert heading_problems(page) == []
     screenshot(page, f"{dash.kind}_panes_5_occlusion", ".deepvis .widget-tab")
+
+
+HEADINGS_JS = """hs => hs.map(h => {
+  const range = document.createRange();
+  range.selectNodeContents(h.querySelector('div'));
+  const text = range.getBoundingClientRect();
+  const canvas = h.parentElement.querySelector('canvas').getBoundingClientRect();
+  return [h.innerText.trim(), text.left, text.right, canvas.left, canvas.right];
+})"""
+
+
+def heading_problems(page: Any) -> list[str]:
+    """Occlusion map headings whose text reaches past their canvas' left or right edge."""
+    found = page.eval_on_selector_all(f"{SEL_OPEN_TAB} .e2e-occlusion-heading", HEADINGS_JS)
+    assert len(found) == 4, found
+    return [f"{text!r} spans x {left:.0f}..{right:.0f}, its canvas {c_left:.0f}..{c_right:.0f}"
+            for text, left, right, c_left, c_right in found
+            if left < c_left - 0.5 or right > c_right + 0.5]

@@ -406,7 +406,7 @@ def test_the_strip_follows_the_unit_nothing_overlaps_readme_pictures(
                                         ".e2e-predictions"], top_of=SEL_DASHBOARD),
         "evolution": clip_around(page, [SEL_STRIP, SEL_FILTERS, SEL_LABEL, ".e2e-progress"],
                                  top_of=SEL_SCRUBBER),
-        "plots": clip_around(page, [f"{figure}-plot" for figure in FIGURES], margin=4),
+        "plots": clip_around(page, [f"{figure}-plot" for figure in FIGURES], margin=0),
     }
     for name, clip in shots.items():
         png = page.screenshot(clip=clip)

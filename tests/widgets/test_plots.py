@@ -87,6 +87,29 @@ def test_scrubber_plots_legends_ticks_and_formats(scrubber: EpochScrubber,
     assert list(scrubber._acc_marker.x) == [5, 5]
 
 
+def test_a_new_view_of_the_strip_resends_the_curves(scrubber: EpochScrubber) -> None:
+    """Voila can lose an update sent while it builds its models from the kernel's snapshot;
+    the next identical update is never sent. The strip canvas' client-ready (a new front end)
+    sends every curve's data and every plot's scale bounds again."""
+    sent: list[tuple[str, tuple[str, ...]]] = []
+    spied = []
+    for name, plot in plots(scrubber).items():
+        for widget in [*plot.figure.marks, plot.x_scale, plot.y_scale]:
+            def spy(key: list[str] | None = None, _name: str = name) -> None:
+                sent.append((_name, tuple(key or ())))
+            widget.send_state = spy  # type: ignore[method-assign]
+            spied.append(widget)
+    try:
+        scrubber._strip_canvas[0]._handle_custom_msg({"event": "client_ready"}, None)
+    finally:
+        for widget in spied:
+            del widget.send_state
+    for name, plot in plots(scrubber).items():
+        curves = len(plot.figure.marks)  # the curves and the red marker
+        assert sent.count((name, ("x", "y"))) == curves, (name, sent)
+        assert sent.count((name, ("min", "max"))) == 2, name
+
+
 def test_epoch_ticks_are_the_saved_epochs_or_round_whole_numbers() -> None:
     assert epoch_ticks([1, 2, 3, 5, 10, 15], 348) == [1, 2, 3, 5, 10, 15]
     assert epoch_ticks([15, 1, 5], 348) == [1, 5, 15]
