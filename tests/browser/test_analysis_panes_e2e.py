@@ -458,8 +458,8 @@ def test_occlusion_maps_and_a_clicked_cell_shows_the_occluded_input(
 
 
 HEADINGS_JS = """hs => hs.map(h => {
-  const range = document.createRange();
-  range.selectNodeContents(h.querySelector('div'));
+  const range = document.createRange();  // the extent of the heading's text itself
+  range.selectNodeContents(h.querySelector('.widget-html-content > div'));
   const text = range.getBoundingClientRect();
   const canvas = h.parentElement.querySelector('canvas').getBoundingClientRect();
   return [h.innerText.trim(), text.left, text.right, canvas.left, canvas.right];
