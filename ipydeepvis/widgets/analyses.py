@@ -226,10 +226,11 @@ class OcclusionPane(JobPane):
             titled("<b>class probability</b>", self.class_canvas),
             titled("<b>most probable class</b>", self.label_canvas),
             titled("<b>unit's total activation</b>", self.unit_canvas),
-            titled("<b>occluded input</b> (click a map)", self.occluded_canvas),
+            titled("<b>occluded input</b>", self.occluded_canvas),
         ]), self.legend]
         self.assemble("Slide a square over the image (Zeiler &amp; Fergus Fig. 7): where "
-                      "hiding a patch lowers the answer, the model looks there.")
+                      "hiding a patch lowers the answer, the model looks there. Click a map "
+                      "to see the input with that patch hidden.")
 
     def key(self, state: ViewState) -> Hashable:
         return (state.image_index, state.epoch, state.layer, state.unit, self.patch.value,

@@ -462,14 +462,19 @@ HEADINGS_JS = """hs => hs.map(h => {
   range.selectNodeContents(h.querySelector('.widget-html-content > div'));
   const text = range.getBoundingClientRect();
   const canvas = h.parentElement.querySelector('canvas').getBoundingClientRect();
-  return [h.innerText.trim(), text.left, text.right, canvas.left, canvas.right];
+  return [h.innerText.trim(), text.left, text.right, canvas.left, canvas.right, canvas.top];
 })"""
 
 
 def heading_problems(page: Any) -> list[str]:
-    """Occlusion map headings whose text reaches past their canvas' left or right edge."""
+    """Occlusion map headings whose text reaches past their canvas' left or right edge, and
+    canvases not level (a heading wrapped onto a second line pushes its canvas down)."""
     found = page.eval_on_selector_all(f"{SEL_OPEN_TAB} .e2e-occlusion-heading", HEADINGS_JS)
     assert len(found) == 4, found
-    return [f"{text!r} spans x {left:.0f}..{right:.0f}, its canvas {c_left:.0f}..{c_right:.0f}"
-            for text, left, right, c_left, c_right in found
-            if left < c_left - 0.5 or right > c_right + 0.5]
+    problems = [f"{text!r} spans x {left:.0f}..{right:.0f}, its canvas {c_left:.0f}.."
+                f"{c_right:.0f}" for text, left, right, c_left, c_right, _ in found
+                if left < c_left - 0.5 or right > c_right + 0.5]
+    tops = [round(top) for *_, top in found]
+    if max(tops) - min(tops) > 0.5:
+        problems.append(f"the maps' canvases are not level: tops {tops}")
+    return problems
