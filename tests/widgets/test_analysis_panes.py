@@ -66,14 +66,14 @@ def test_a_manual_pane_shows_no_pictures_of_another_selection(demo: object) -> N
     names = ("occlusion_class", "occlusion_labels", "occlusion_unit", "occlusion_occluded",
              "top_patches", "top_projections")
     assert all(view.frames[n][..., 3].max() == 255 for n in names)
-    assert len(invariance.box.children) == 3 and "image 0" in invariance.legend.value
+    assert len(invariance.box.children) == 3
     view.unit = 1  # occlusion depends on the unit
     assert "not computed" in occlusion.status.value
     for n in names[:4]:
         assert view.frames[n].shape == (PANE, PANE, 4) and view.frames[n].max() == 0, n
     view.layer = "features.conv4"  # invariance and the top images depend on the layer
     assert "not computed" in invariance.status.value and "press" in top.status.value
-    assert invariance.box.children == () and invariance.legend.value == ""
+    assert invariance.box.children == ()
     for n in names[4:]:
         assert view.frames[n].max() == 0, n
     view.close()
@@ -131,13 +131,8 @@ def test_invariance_and_correspondence_panes_show_the_core_numbers(demo: object)
     assert [f.title for f in figures] == ["features.conv1: feature distance",
                                           "features.conv5: feature distance",
                                           "true class probability"]
-    np.testing.assert_allclose(figures[1].marks[0].y, core.distance["features.conv5"])
-    np.testing.assert_allclose(figures[2].marks[0].y, core.probability)
-    # one legend above the three plots, in the lines' colours; none drawn over the curves
-    assert not any(f.marks[0].display_legend for f in figures)
-    for i, colour in enumerate(figures[0].marks[0].colors[:4]):
-        assert f"solid {colour}'></span>image {i}<" in pane.legend.value
-    assert "image 4" not in pane.legend.value  # only the 4 images the dashboard shows
+    np.testing.assert_allclose(figures[1].figure.marks[0].y, core.distance["features.conv5"])
+    np.testing.assert_allclose(figures[2].figure.marks[0].y, core.probability)
     table = view.panes["correspondence"]
     table.request(run=True)
     boxes = demo.dataset.boxes(list(range(4)))
@@ -213,10 +208,10 @@ def test_optimize_pane_streams_the_image_and_the_curve_and_matches_the_core(
     pictures, points = [], []
     original = pane._draw_curve
 
-    def spy(trace: list, argmax: int) -> None:
+    def spy(trace: list, argmax: int, total: int) -> None:
         pictures.append(pane.canvas.frame.copy())
         points.append(len(trace))
-        original(trace, argmax)
+        original(trace, argmax, total)
 
     pane._draw_curve = spy  # type: ignore[method-assign]
     pane.request(run=True)
@@ -229,20 +224,6 @@ def test_optimize_pane_streams_the_image_and_the_curve_and_matches_the_core(
     pane._draw_image(result.images[0])
     assert np.array_equal(pane.canvas.frame, expected)
     assert len(pane.objective.x) == 30
-    view.close()
-
-
-def test_optimize_legend_sits_beside_the_curve_in_its_colours(demo: object) -> None:
-    """bqplot's legend, placed while the tab is hidden, covered the curves and the axis: the
-    pane draws its own, naming each line in its colour and style."""
-    view = make(demo)
-    pane = view.panes["optimize"]
-    assert not pane.objective.display_legend and not pane.argmax.display_legend
-    legend = pane.legend.value
-    (objective, best), (argmax,) = pane.objective.colors[:2], pane.argmax.colors[:1]
-    for entry in (f"solid {objective}'></span>objective<", f"solid {best}'></span>best so far<",
-                  f"dashed {argmax}'></span>layer argmax from here<"):
-        assert entry in legend, (entry, legend)
     view.close()
 
 
