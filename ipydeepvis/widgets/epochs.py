@@ -162,11 +162,15 @@ class EpochScrubber(widgets.VBox):
         self.units = list(units)
         self._sync_picker()
         top = [self._picker, self._controls] if picker else [self._controls]
-        self.children = [*top, self._progress_row,
-                         widgets.HBox([self._strip_box, self._filters_box]),
-                         widgets.HBox([self._loss_plot, self._acc_plot]),
-                         widgets.HBox([self._change_plot, self._dead_plot]), self._status,
-                         self._errors]
+        def row(*children: widgets.Widget) -> widgets.HBox:
+            """Side by side where there is room; in a narrow output area (Lab at 1100 px with
+            the file browser open) the second one wraps below instead of sticking out."""
+            return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap",
+                                                                grid_gap="8px"))
+
+        self.children = [*top, self._progress_row, row(self._strip_box, self._filters_box),
+                         row(self._loss_plot, self._acc_plot),
+                         row(self._change_plot, self._dead_plot), self._status, self._errors]
         self.add_class("epoch-scrubber")
         self._ready = True
         self._worker.request("epoch", "scan", "change")
