@@ -81,7 +81,8 @@ class FieldCrop:
         if patch is None:
             self.patch.layout.display = "none"
         else:
-            self.patch.show(patch)
+            if self.patch.frame is None or not np.array_equal(self.patch.frame, patch):
+                self.patch.show(patch)  # another method or display re-sends no patch
             self.patch.layout.display = None
         self.outline(state)
 

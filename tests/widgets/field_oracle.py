@@ -23,12 +23,13 @@ PANE = 192
 FIELD_COLOR = (0, 229, 255)  # #00e5ff, the seed marker's cyan
 
 
-def seed_field(model: Any, image: torch.Tensor, layer: str, unit: int,
-               position: Any) -> Box:
+def seed_field(model: Any, image: torch.Tensor, layer: str, unit: int, position: Any,
+               fields: ReceptiveField | None = None) -> Box:
     """The receptive field of the unit's projection seed on ``image``: at the given position,
-    at the first strongest activation ("max"), or the union over the non-zero ones ("all")."""
-    fields = ReceptiveField(model, tuple(image.shape))
-    probe = Probe(model)
+    at the first strongest activation ("max"), or the union over the non-zero ones ("all").
+    ``model``: a module or a Probe; ``fields``: one to reuse (its cache)."""
+    fields = fields or ReceptiveField(model, tuple(image.shape))
+    probe = model if isinstance(model, Probe) else Probe(model)
     unit_map = probe.activations(image, [layer])[layer][0][unit]
     if unit_map.dim() == 0:
         return fields.box(layer, ())
