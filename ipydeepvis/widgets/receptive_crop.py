@@ -115,8 +115,7 @@ class FieldCrop:
         if (box.height, box.width) == model_size:
             return "receptive field: the whole image"
         return (f"receptive field: rows {box.top}..{box.bottom - 1}, columns "
-                f"{box.left}..{box.right - 1} ({box.height}x{box.width} of "
-                f"{model_size[0]}x{model_size[1]} px)")
+                f"{box.left}..{box.right - 1} of {model_size[0]}x{model_size[1]}")
 
     def frame(self) -> npt.NDArray[np.uint8] | None:
         """The patch frame when it is shown, else None."""

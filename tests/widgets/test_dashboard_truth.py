@@ -229,7 +229,7 @@ def test_save_png_writes_labels_and_the_highlights(tmp_path: Path) -> None:
     # conv2 at row 4, column 1 sees input rows 5..12, columns -1..6 (clipped: 0..6)
     assert saved.text == {"layer": "features.3", "unit": "5", "epoch": "as given",
                           "method": "guided", "seed": "clicked (4, 1)",
-                          "field": "rows 5..12, columns 0..6 (8x7 of 16x16 px)"}
+                          "field": "rows 5..12, columns 0..6 of 16x16"}
     sheet = np.asarray(saved)
     line = render.FONT_SIZE + 6  # one line of text
     assert render.FONT_SIZE >= 13  # readable

@@ -91,6 +91,11 @@ def test_crop_is_the_full_picture_under_the_field_with_the_patch_and_the_outline
     view.crop = True
     assert np.array_equal(view.frames["projection"], cropped)
     assert view._input_canvas.highlight_box == ring
+    patch_canvas = view.panes["projection"].field.patch  # type: ignore[attr-defined]
+    sent = patch_canvas.sent_frames
+    view.method = "guided"  # the same field of the same image: the patch is not re-sent
+    assert patch_canvas.sent_frames == sent
+    assert not np.array_equal(view.frames["projection"], cropped)
 
 
 def test_a_field_clipped_by_the_border_keeps_its_proportions() -> None:
@@ -184,7 +189,7 @@ def test_save_png_shows_the_crop_the_patch_and_the_outline(tmp_path: Path) -> No
     box = seed_field(model, pictures[0], "features.0", 2, "max")
     saved = Image.open(view.save_png(tmp_path / "crop.png"))
     assert saved.text["field"] == (f"rows {box.top}..{box.bottom - 1}, columns "
-                                   f"{box.left}..{box.right - 1} (3x3 of 16x16 px)")
+                                   f"{box.left}..{box.right - 1} of 16x16")
     sheet = np.asarray(saved)
     top = 2 * (render.FONT_SIZE + 6)
     ring = input_ring(box, (16, 16))
