@@ -93,7 +93,7 @@ def test_crop_is_the_full_picture_under_the_field_with_the_patch_and_the_outline
     assert view._input_canvas.highlight_box == ring
     patch_canvas = view.panes["projection"].field.patch  # type: ignore[attr-defined]
     sent = patch_canvas.sent_frames
-    view.method = "guided"  # the same field of the same image: the patch is not re-sent
+    view.contrast = 2.0  # the same field of the same image: the patch is not re-sent
     assert patch_canvas.sent_frames == sent
     assert not np.array_equal(view.frames["projection"], cropped)
 
