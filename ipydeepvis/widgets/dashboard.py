@@ -440,6 +440,8 @@ class DeepVis(widgets.VBox):
         probe = getattr(self, "probe", None)
         if probe is not None:
             probe.clear()
+        for pane in getattr(self, "panes", {}).values():
+            pane.release()
         self._model = None
         self._results = {}
         self._job_maps = None

@@ -99,6 +99,9 @@ class Pane:
         """The RGBA frames this pane shows (for ``DeepVis.frames`` and ``save_png``)."""
         return {}
 
+    def release(self) -> None:
+        """Free what the pane holds besides its widgets (``DeepVis.close`` calls it)."""
+
 
 class InputPane(Pane):
     """The current image, the image picker (thumbnails, upload) and the model's top-5."""
@@ -370,6 +373,9 @@ class ProjectionPane(Pane):
 
     def frames(self) -> dict[str, npt.NDArray[np.uint8] | None]:
         return {"projection": self.canvas.frame, "patch": self.field.frame()}
+
+    def release(self) -> None:
+        self.field.release()
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,10 @@ class FieldCrop:
         return (f"receptive field: rows {box.top}..{box.bottom - 1}, columns "
                 f"{box.left}..{box.right - 1} of {model_size[0]}x{model_size[1]}")
 
+    def release(self) -> None:
+        """Forget the measured fields and the recorded surrogate pass (on close)."""
+        self._fields = None
+
     def frame(self) -> npt.NDArray[np.uint8] | None:
         """The patch frame when it is shown, else None."""
         return self.patch.frame if self.box is not None else None

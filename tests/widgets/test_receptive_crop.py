@@ -200,3 +200,11 @@ def test_save_png_shows_the_crop_the_patch_and_the_outline(tmp_path: Path) -> No
     width = sheet.shape[1]
     assert np.array_equal(sheet[top:top + 94, width - 94:], patch)
     assert np.array_equal(sheet[top:top + 94, width - 94 - 8 - 94:width - 94 - 8], cropped)
+
+
+def test_close_releases_the_measured_fields() -> None:
+    view = make(Classifier(), images())
+    field = view.panes["projection"].field  # type: ignore[attr-defined]
+    assert field._fields is not None and field._fields._graph is not None  # the recorded pass
+    view.close()
+    assert field._fields is None
