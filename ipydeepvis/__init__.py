@@ -25,6 +25,7 @@ from .core import (
     maximize_params,
     top_k,
 )
+from .core.compare import compare_projections
 from .core.correspondence import correspondence
 from .core.invariance import invariance
 from .core.maximize import maximize
@@ -51,6 +52,7 @@ __all__ = [
     "TopKIndex",
     "__version__",
     "build_index",
+    "compare_projections",
     "correspondence",
     "demo",
     "errors",

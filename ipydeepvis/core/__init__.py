@@ -5,6 +5,7 @@ A core function can be called from a script, a test, a batch job or a widget ali
 
 from __future__ import annotations
 
+from .compare import Comparison
 from .correspondence import Correspondence
 from .index import TopKIndex
 from .indexing import build_index
@@ -25,3 +26,4 @@ __all__ += ["Correspondence", "Invariance", "OcclusionMap"]
 __all__ += ["ReceptiveField", "TopKIndex", "build_index", "receptive_field"]
 __all__ += ["MaximizeParams", "MaximizeResult", "MaximizeState", "maximize_params"]
 __all__ += ["SeriesAnalysis"]
+__all__ += ["Comparison"]

@@ -116,7 +116,7 @@ class JobPane(Pane):
         if cached is not None:
             self._show(cached, state, "from the cache")
             return
-        if "run" not in parts and not self.auto:
+        if "run" not in parts and not (self.auto and self.view.tab_shown(self.name)):
             self.result, self.state = None, state
             self.clear()
             self.status.value = "not computed for this selection yet: press <b>Run</b>"

@@ -36,7 +36,9 @@ from ..errors import (
 )
 from ._base import LatestWins, close_widget_tree, report_error
 from .analyses import ANALYSIS_PANES
+from .compare import ComparePane
 from .epochs import EpochScrubber
+from .keyboard import KEY_BINDINGS, KeyboardNav
 from .panes import DEFAULT_PANES, GRID_WIDTH, PANE, InputPane, Pane, ViewState
 from .tiles import TileCanvas
 
@@ -94,6 +96,10 @@ class DeepVis(widgets.VBox):
         What the dashboard shows: by default the main row
         (:data:`~ipydeepvis.widgets.panes.DEFAULT_PANES`) and the analyses in tabs below it
         (:data:`~ipydeepvis.widgets.analyses.ANALYSIS_PANES`).
+    compare : nn.Module, optional
+        Another model with the same layer names (e.g. a fine-tuned copy): adds the compare
+        pane, showing the selected unit's projection in both and their difference. With
+        ``checkpoints`` the pane compares saved epochs without it.
     weights_note : str, optional
         A warning shown above the predictions (the ``weights_note`` trait), e.g.
         ``"untrained weights"`` for a torchvision model built with ``weights=None``, whose
@@ -104,7 +110,15 @@ class DeepVis(widgets.VBox):
     Call :meth:`close` when done with a view: it stops its threads and frees its widgets, the
     recorded forward pass and any model copy. After training the model in the same kernel,
     :meth:`refresh` redraws everything with the new weights.
+
+    With the pointer over the pictures, keys move through the layers (up/down), units
+    (left/right; Shift+up/down a grid row), images (Page Up/Down), cycle the method (``m``) and
+    seed (``s``), hide the projection (``b``), freeze it on the current unit (``f``) and show
+    the list (``?``): :attr:`key_bindings`, handled by :attr:`keyboard`.
     """
+
+    key_bindings = KEY_BINDINGS
+    """Key -> what it does (read-only; ``keys`` is ipywidgets' list of synced traits)."""
 
     layer = Unicode(help="Name of the layer shown (as in probe.layers)").tag(sync=True)
     unit = Int(0, help="Selected unit (channel) of the layer").tag(sync=True)
@@ -143,6 +157,7 @@ class DeepVis(widgets.VBox):
         panes: Sequence[type[Pane]] | None = None,
         index: Any = None,
         weights_note: str | None = None,
+        compare: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self._ready = False
@@ -151,12 +166,19 @@ class DeepVis(widgets.VBox):
         self.scrubber: EpochScrubber | None = None
         self.panes: dict[str, Pane] = {}
         self._coverage: Any = None
+        self._compare_model = compare
         if weights_note is not None:
             self.weights_note = weights_note
         try:
             self._index = _load_index(index)
+            if compare is not None and not isinstance(compare, nn.Module):
+                msg = f"compare must be a torch.nn.Module, got {type(compare).__name__}"
+                raise UnsupportedModelError(msg)
+            default = (*DEFAULT_PANES, *ANALYSIS_PANES)
+            if compare is not None or checkpoints is not None:
+                default = (*default, ComparePane)
             self._setup(model, images, checkpoints, classes, preprocess, max_images,
-                        probe_size, threaded, panes or (*DEFAULT_PANES, *ANALYSIS_PANES))
+                        probe_size, threaded, panes or default)
         except BaseException:
             self.close()  # a failed constructor leaves no thread, widget or copy behind
             raise
@@ -218,6 +240,7 @@ class DeepVis(widgets.VBox):
                              lazy=True)
             for name, pane in self.panes.items() if getattr(pane, "own_worker", False)}
         self._build_controls()
+        self.keyboard = KeyboardNav(self)
         self.layer = start_layer
         style = widgets.HTML(STYLE, layout=widgets.Layout(display="none"))
         self.children = [style, self._controls, self._layout_panes(), self._status,
@@ -363,7 +386,8 @@ class DeepVis(widgets.VBox):
         pane = self.panes[name]
         # nothing computed yet and nothing to compute without Run: say so without a thread
         # (an auto pane computes on "show", which belongs on its worker)
-        if not run and not worker.started and not getattr(pane, "auto", False):
+        if not run and not worker.started and not (getattr(pane, "auto", False)
+                                                   and self.tab_shown(name)):
             try:
                 pane.job({"show"})  # type: ignore[attr-defined]
             except Exception as exc:
@@ -440,14 +464,17 @@ class DeepVis(widgets.VBox):
         probe = getattr(self, "probe", None)
         if probe is not None:
             probe.clear()
-        for pane in getattr(self, "panes", {}).values():
-            pane.release()
         self._model = None
         self._results = {}
         self._job_maps = None
         self._worker = None
         self._source = None
+        for pane in getattr(self, "panes", {}).values():
+            pane.release()
+        self._compare_model = None
         extra = [p.widget for p in getattr(self, "panes", {}).values() if p.widget is not None]
+        if getattr(self, "keyboard", None) is not None:
+            self.keyboard.close()
         close_widget_tree(self, *extra)
 
     def save_png(self, path: str | Path) -> Path:
@@ -466,12 +493,54 @@ class DeepVis(widgets.VBox):
         path = render.check_png_path(path)
         self.wait()
         labels = self.labels()
-        scale = "own scale" if self.unit_scale == "unit" else "layer scale"
-        shown, frames, captions = self.frames, [], []
+        shown = self._captioned_frames()
+        # a receptive-field crop's transparent margin is the sheet's white
+        frames = [np.where(f[..., 3:] == 0, np.uint8(255), f) if name in ("projection", "patch")
+                  else f for name, f, _ in shown]
+        captions = [c for _, _, c in shown]
         field = getattr(self.panes.get("projection"), "caption", "")
+        titled = {**labels, "field": field.removeprefix("receptive field: ")} if field else labels
+        text = dict(titled)
+        if self.keyboard.frozen is not None:
+            text["frozen"] = "unit {1} of {0}".format(*self.keyboard.frozen)
+        title = "  ·  ".join(f"{key} {value}" for key, value in titled.items())
+        return render.save_png_sheet(frames, path, labels=captions, font_size=render.FONT_SIZE,
+                                     title=title, text=text)
+
+    def to_html(self, path: str | Path) -> Path:
+        """Write the current view as one self-contained HTML file that needs no kernel.
+
+        The page shows what the canvases show (input, activation grid with the selected unit
+        ringed, the enlarged unit with its marker, the projection) as lossless PNGs with
+        their captions, the labels of :meth:`labels`, the predictions and, with checkpoints,
+        the labelled evolution strip (current epoch outlined) and the saved metrics as a
+        table. Open it from disk in any browser, attach it to a report.
+        """
+        from ..export import Figure, Section, write_html
+
+        if self._closed:
+            msg = "this DeepVis view is closed; build a new one to export it"
+            raise ViewClosedError(msg)
+        render.check_output_path(path, (".html", ".htm"))
+        self.wait()
+        figures = [Figure(frame, caption, name) for name, frame, caption in
+                   self._captioned_frames()]
+        predictions = self._predictions.value if "input" in self.panes else ""
+        sections = [Section("", figures, predictions)]
+        if self.scrubber is not None:
+            sections.append(self._strip_section())
+        return write_html(path, "ipydeepvis view", self.labels(), sections)
+
+    def _captioned_frames(self) -> list[tuple[str, npt.NDArray[np.uint8], str]]:
+        """``(pane, frame, caption)`` of the main row as shown (grid ring drawn in)."""
+        scale = "own scale" if self.unit_scale == "unit" else "layer scale"
+        shown, out = self.frames, []
+        method = self.labels()["method"]
+        if self.keyboard.frozen is not None:  # key f: the projection is another unit's
+            method += f", frozen unit {self.keyboard.frozen[1]}"
         for name, caption in [("input", f"image {self.image_index}"), ("grid", "activations"),
                               ("unit", f"unit {self.unit}, {scale}"),
-                              ("projection", labels["method"]), ("patch", "input patch")]:
+                              ("projection", method), ("patch", "input patch")]:
             frame = shown.get(name)
             if frame is None:
                 continue
@@ -479,14 +548,25 @@ class DeepVis(widgets.VBox):
             if canvas is not None and name in ("input", "grid", "unit") and canvas.highlight_box:
                 frame = render.outline(frame, canvas.highlight_box,
                                        _rgb(canvas.highlight_color))
-            if name in ("projection", "patch"):  # a crop's transparent margin: the sheet's white
-                frame = np.where(frame[..., 3:] == 0, np.uint8(255), frame)
-            frames.append(frame)
-            captions.append(caption)
-        text = {**labels, "field": field.removeprefix("receptive field: ")} if field else labels
-        title = "  ·  ".join(f"{key} {value}" for key, value in text.items())
-        return render.save_png_sheet(frames, path, labels=captions, font_size=render.FONT_SIZE,
-                                     title=title, text=text)
+            out.append((name, frame, caption))
+        return out
+
+    def _strip_section(self) -> Any:
+        """The evolution strip (labelled, current epoch outlined) and the metrics table."""
+        from ..export import Figure, Section, metrics_table
+        from .epochs import metric_curves
+
+        assert self.scrubber is not None
+        strip = self.scrubber.strip
+        figures = []
+        if strip is not None:
+            figures.append(Figure(render.strip_figure(strip), f"feature evolution: layer "
+                                  f"{strip.layer}, deconvnet | image patch per saved epoch",
+                                  "strip"))
+        curves = metric_curves(getattr(self.scrubber.series, "metrics", None))
+        table = metrics_table(curves) or "<p>no metrics saved with these checkpoints</p>"
+        return Section(f"saved epochs: {', '.join(map(str, self.scrubber.epochs))}",
+                       figures, table)
 
     def labels(self) -> dict[str, str]:
         """What the view shows, in words: layer, unit (with its class name on the logit
@@ -664,13 +744,38 @@ class DeepVis(widgets.VBox):
             flex=f"1 1 {MIN_GRID + PANE + 16}px", flex_flow="row nowrap"))
         row = widgets.HBox([c for c in (left, together) if c.children],
                            layout=widgets.Layout(flex_flow="row wrap"))
+        row = self.keyboard.wrap(row)  # the keys act while the pointer is over the pictures
         extra = [p for p in self.panes.values() if p.column is None]
         if not extra:
             return row
         tabs = widgets.Tab(children=[p.widget for p in extra])
         for i, pane in enumerate(extra):
             tabs.set_title(i, pane.title or pane.name)
+        self._tabs, self._tab_names = tabs, [p.name for p in extra]
+        tabs.observe(self._tab_selected, names="selected_index")
         return widgets.VBox([row, tabs])
+
+    def show_tab(self, name: str) -> None:
+        """Bring the analysis tab of pane ``name`` to the front (what clicking its title
+        does)."""
+        names = getattr(self, "_tab_names", [])
+        if name not in names:
+            msg = f"no analysis tab {name!r}; the tabs are {', '.join(map(repr, names))}"
+            raise InvalidOptionError(msg)
+        self._tabs.selected_index = names.index(name)
+
+    def tab_shown(self, name: str) -> bool:
+        """Whether pane ``name``'s tab is the one in front (an automatic analysis computes
+        only then, so hidden tabs cost nothing while the sliders move)."""
+        tabs = getattr(self, "_tabs", None)
+        names = getattr(self, "_tab_names", [])
+        return tabs is not None and name in names and tabs.selected_index == names.index(name)
+
+    def _tab_selected(self, change: Any) -> None:
+        index = change["new"]
+        names = getattr(self, "_tab_names", [])
+        if index is not None and 0 <= index < len(names):
+            self._request_pane(names[index], run=False)
 
     def _previous_layer(self, _button: Any) -> None:
         self._step_layer(-1)
@@ -741,7 +846,8 @@ class DeepVis(widgets.VBox):
     def _snapshot(self) -> ViewState:
         return ViewState(self.layer, self.unit, self.image_index, self.method, self.position,
                          tuple(self.clicked), self.display, self.contrast,  # type: ignore[arg-type]
-                         self.epoch, self.unit_scale, self.weights_note, self.crop)
+                         self.epoch, self.unit_scale, self.weights_note,
+                         frozen=self.keyboard.frozen, crop=self.crop)
 
     def _maps(self, state: ViewState) -> torch.Tensor:
         """The layer's maps ``(C, ...)`` for the state's image (once per job)."""
