@@ -62,6 +62,7 @@ bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_topk.py
 	$(PY) benchmarks/bench_analyses.py
 	$(PY) benchmarks/bench_maximize.py
+	$(PY) benchmarks/bench_receptive_crop.py
 	$(PY) benchmarks/bench_browser.py
 
 clean:
