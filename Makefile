@@ -64,6 +64,8 @@ bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_maximize.py
 	$(PY) benchmarks/bench_receptive_crop.py
 	$(PY) benchmarks/bench_browser.py
+	$(PY) benchmarks/bench_camera.py
+	$(PY) benchmarks/bench_relu_calls.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -35,6 +35,7 @@ from .errors import DeepVisError
 __version__ = "0.1.0"
 
 __all__ = [
+    "CameraView",
     "CheckpointSeries",
     "Correspondence",
     "DeepVis",
@@ -68,6 +69,7 @@ _LAZY = {
     "Shapes": ("ipydeepvis.data", "Shapes"),
     "demo": ("ipydeepvis.demo", ""),
     "DeepVis": ("ipydeepvis.widgets", "DeepVis"),
+    "CameraView": ("ipydeepvis.widgets", "CameraView"),
     "EpochScrubber": ("ipydeepvis.widgets", "EpochScrubber"),
 }
 

@@ -32,7 +32,9 @@ from ..errors import (
     ModelForwardError,
     UnitOutOfRangeError,
 )
+from .layers import LayerInfo
 from .probe import Probe
+from .relu_calls import tap_functional
 from .shadow import ModelShadow
 from .sources import DataSource, Preprocess
 
@@ -320,8 +322,12 @@ class Scanner:
     def __init__(self, probe: Probe, layers: Sequence[str]) -> None:
         self.names = list(layers)
         self.sites: dict[str, list[tuple[str, int]]] = {}  # module -> [(layer, call)]
+        self.functional: list[LayerInfo] = []  # ReLUs written as calls: no module to hook
         for name in self.names:
             info = probe.layer(name)
+            if info.functional:
+                self.functional.append(info)
+                continue
             module = name.rpartition(":")[0] if info.call is not None else name
             self.sites.setdefault(module, []).append((name, info.call or 1))
         self.shadow = ModelShadow(probe.model)
@@ -361,10 +367,13 @@ class Scanner:
                 layer = targets.get(call)
                 if layer is None or not isinstance(output, torch.Tensor):
                     return
-                found[layer] = _strongest(output, (floors or {}).get(layer))
-                if len(found) == wanted:
-                    raise _StopForward
+                keep(layer, output)
             return hook
+
+        def keep(layer: str, output: torch.Tensor) -> None:
+            found[layer] = _strongest(output, (floors or {}).get(layer))
+            if len(found) == wanted:
+                raise _StopForward
 
         if shadow is not self._evaluated:  # the scan's own shadow: eval once, never the user's
             shadow.eval()
@@ -373,6 +382,8 @@ class Scanner:
             for module_name in self.sites:
                 module = shadow.get_submodule(module_name)
                 hooks.enter_context(module.register_forward_hook(hook_for(module_name)))
+            hooks.enter_context(tap_functional(self.functional,
+                                               lambda info, output: keep(info.name, output)))
             try:
                 shadow(batch)
             except _StopForward:

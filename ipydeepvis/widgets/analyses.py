@@ -111,7 +111,7 @@ class JobPane(Pane):
         """Runs on the pane's worker: draw the cached result, or compute it when asked."""
         view = self.view
         state = view._snapshot()
-        key = (self.key(state), view._generation)
+        key = (self.key(state), view._generation, view._image_stamp(state.image_index))
         cached = self.cache.get(key)
         if cached is not None:
             self._show(cached, state, "from the cache")

@@ -28,6 +28,7 @@ from traitlets import Bool, Float, Int, TraitError, Tuple, Unicode, observe, val
 from .. import render
 from ..checkpoints import CheckpointSeries
 from ..core import METHODS, Probe
+from ..core.layers import default_layer
 from ..errors import (
     InvalidInputError,
     InvalidOptionError,
@@ -36,6 +37,7 @@ from ..errors import (
 )
 from ._base import LatestWins, close_widget_tree, report_error
 from .analyses import ANALYSIS_PANES
+from .camera import CameraFeed, CameraView
 from .compare import ComparePane
 from .epochs import EpochScrubber
 from .keyboard import KEY_BINDINGS, KeyboardNav
@@ -104,6 +106,8 @@ class DeepVis(widgets.VBox):
         A warning shown above the predictions (the ``weights_note`` trait), e.g.
         ``"untrained weights"`` for a torchvision model built with ``weights=None``, whose
         top-5 classes mean nothing.
+    camera : bool
+        Add the browser's camera as an image source (see :meth:`add_camera`).
 
     Notes
     -----
@@ -158,6 +162,7 @@ class DeepVis(widgets.VBox):
         index: Any = None,
         weights_note: str | None = None,
         compare: nn.Module | None = None,
+        camera: bool = False,
     ) -> None:
         super().__init__()
         self._ready = False
@@ -167,6 +172,7 @@ class DeepVis(widgets.VBox):
         self.panes: dict[str, Pane] = {}
         self._coverage: Any = None
         self._compare_model = compare
+        self._camera: CameraFeed | None = None
         if weights_note is not None:
             self.weights_note = weights_note
         try:
@@ -179,6 +185,8 @@ class DeepVis(widgets.VBox):
                 default = (*default, ComparePane)
             self._setup(model, images, checkpoints, classes, preprocess, max_images,
                         probe_size, threaded, panes or default)
+            if camera:
+                self.add_camera()
         except BaseException:
             self.close()  # a failed constructor leaves no thread, widget or copy behind
             raise
@@ -214,8 +222,10 @@ class DeepVis(widgets.VBox):
             msg = "the model has no layer with (C, H, W) or (F,) outputs to show"
             raise InvalidInputError(msg)
         self._check_classes()
-        convs = [n for n, layer in self._layers.items() if layer.kind == "conv"]
-        start_layer = convs[-1] if convs else next(iter(self._layers))
+        # the deepest conv, or its rectified output where the ReLU is a function call (F.relu):
+        # its units can fire. (modules=True would also start nn.ReLU nets on their ReLU.)
+        start = default_layer(list(self._layers.values()), modules=False)
+        start_layer = start.name if start is not None else next(iter(self._layers))
         if series is not None:
             self.scrubber = EpochScrubber(series, images, layer=start_layer,
                                           units=self._strip_units(start_layer, 0),
@@ -465,6 +475,7 @@ class DeepVis(widgets.VBox):
         if probe is not None:
             probe.clear()
         self._model = None
+        self._camera = None
         self._results = {}
         self._job_maps = None
         self._worker = None
@@ -627,6 +638,36 @@ class DeepVis(widgets.VBox):
         self._request("thumbnails")
         self.image_index = len(self._images) - 1
         return self.image_index
+
+    def add_camera(self, camera: CameraView | None = None) -> CameraView:
+        """Add the browser's camera (a :class:`~ipydeepvis.widgets.camera.CameraView`) under
+        the input pane: its frames become the "camera" image, which the dashboard follows
+        while it is selected (newest frame wins, none are queued). Returns the camera widget;
+        it starts with its start button (or ``camera.running = True``)."""
+        if self._closed:
+            msg = "this DeepVis view is closed; build a new one to add a camera"
+            raise ViewClosedError(msg)
+        if self._camera is not None:
+            return self._camera.camera
+        camera = camera if camera is not None else CameraView()
+        camera.frame_size = max(int(s) for s in self._images[0].shape[-2:])
+        self._camera = CameraFeed(self, camera)
+        pane = self.panes.get("input")
+        if isinstance(pane, InputPane) and isinstance(pane.widget, widgets.Box):
+            children = list(pane.widget.children)
+            children.insert(children.index(pane.upload) + 1, camera)
+            pane.widget.children = children
+        else:
+            self.children = [camera, *self.children]
+        return camera
+
+    def _image_stamp(self, index: int) -> int:
+        """Which picture image ``index`` holds: the camera frame's id for the camera image
+        (it is replaced by every frame), else 0; analyses cache their results under it."""
+        feed = self._camera
+        if feed is None or feed.index != index:
+            return 0
+        return feed.shown or 0
 
     def __repr__(self) -> str:
         if self._closed:
@@ -885,6 +926,8 @@ class DeepVis(widgets.VBox):
         started = time.perf_counter()
         if "weights" in parts and not self._load_epoch(state.epoch):
             return
+        feed = self._camera
+        frame = feed.take() if "camera" in parts and feed is not None else None
         if "thumbnails" in parts and isinstance(self.panes.get("input"), InputPane):
             self.panes["input"].draw_thumbnails()  # type: ignore[attr-defined]
         computed = False
@@ -906,6 +949,8 @@ class DeepVis(widgets.VBox):
         self._status.value = (f"layer <b>{state.layer}</b> · unit <b>{state.unit}</b> · seed "
                               f"{seed}{epoch} · {' · '.join(notes) if computed else 'display only'}"
                               f" · total {1000 * total:.0f} ms")
+        if frame is not None and feed is not None:
+            feed.done(frame)
 
     def _load_epoch(self, epoch: int) -> bool:
         """Put the epoch's weights into the dashboard's model copy (on the worker, so no
@@ -961,8 +1006,7 @@ class DeepVis(widgets.VBox):
 
         Read from the probe's rectifier coverage (ReLU calls in call order) against the
         layer's place in :attr:`Probe.layers` (layers in the order their outputs appear). A
-        functional ``F.relu`` whose place is unknown counts as below: the dashboard only says
-        the methods coincide where that is certain.
+        functional ``F.relu`` is a layer of its own there, so its place is known too.
         """
         if self._coverage is None:
             image = self._images[min(image_index, len(self._images) - 1)]
@@ -975,17 +1019,10 @@ class DeepVis(widgets.VBox):
         if target is None:
             return True
         for call in coverage.replaced:
-            if call.module_call:
-                if order.get(call.site, -1) < target:
-                    return True
-                continue
-            # F.relu inside module M's forward: after M started, i.e. after every layer that
-            # ended before M's first sub-layer (or M itself) ended
-            inside = [i for name, i in order.items()
-                      if name == call.site or name.startswith(f"{call.site}.")]
-            if call.site == "<model>" or not inside or min(inside) <= target:
+            if call.module_call and order.get(call.site, -1) < target:
                 return True
-        return False
+        # every functional ReLU call the coverage saw is a functional layer of the probe
+        return any(info.functional and order[info.name] < target for info in self.probe.layers)
 
     def _check_classes(self) -> None:
         """Refuse a ``classes`` list whose length differs from the model's logits."""
@@ -1115,20 +1152,23 @@ def _collect_images(images: Any, limit: int) -> tuple[list[torch.Tensor], list[i
     return out, labels
 
 
-def _decode_upload(content: bytes, shape: torch.Size) -> tuple[torch.Tensor, str]:
+def _decode_upload(content: bytes, shape: torch.Size,
+                   source: str = "upload") -> tuple[torch.Tensor, str]:
     """An uploaded file as an image tensor shaped like the others, and a one-line notice.
 
     Like torchvision's ``Resize`` + ``CenterCrop``: the picture is scaled (bilinear) until it
     covers the model's ``H x W`` with its short side, and the overhang is cut off evenly on
     both sides, so shapes keep their proportions (a circle stays round). The notice says what
     was done, short enough for one line of the input column; the details are in its tooltip.
+    ``source`` names where the picture came from ("upload", "camera") in the notice.
     """
     channels, height, width = shape
     try:
         picture = Image.open(io.BytesIO(content))
         picture.load()
     except Exception as exc:
-        msg = "the uploaded file is not an image PIL can read (PNG, JPEG, ...)"
+        what = "the uploaded file" if source == "upload" else f"the {source} frame"
+        msg = f"{what} is not an image PIL can read (PNG, JPEG, ...)"
         raise InvalidOptionError(msg) from exc
     details = []
     mode = "L" if channels == 1 else "RGB"
@@ -1136,7 +1176,7 @@ def _decode_upload(content: bytes, shape: torch.Size) -> tuple[torch.Tensor, str
         details.append(f"converted from {picture.mode} to {mode}")
         picture = picture.convert(mode)
     w0, h0 = picture.size
-    line = f"upload {w0}×{h0}, as is"
+    line = f"{source} {w0}×{h0}, as is"
     if (w0, h0) != (width, height):
         # the side that must match exactly; the other one is at least as long as needed
         if w0 * height >= h0 * width:
@@ -1152,10 +1192,11 @@ def _decode_upload(content: bytes, shape: torch.Size) -> tuple[torch.Tensor, str
         if cropped:
             picture = picture.crop((left, top, left + width, top + height))
             details.append(f"centre-cropped to {width}×{height}")
-        line = f"upload {w0}×{h0} → {width}×{height}" + (", centre crop" if cropped else "")
+        line = f"{source} {w0}×{h0} → {width}×{height}" + (", centre crop" if cropped else "")
     array = np.asarray(picture, dtype=np.float32) / 255
     tensor = torch.from_numpy(array.reshape(height, width, -1)).permute(2, 0, 1).contiguous()
-    title = "uploaded image " + ("(" + "; ".join(details) + ")" if details else "as is")
+    title = ("uploaded image " if source == "upload" else f"{source} image ") + (
+        "(" + "; ".join(details) + ")" if details else "as is")
     notice = (f"<div class='deepvis-notice' title='{html.escape(title, quote=True)}'>"
               f"{html.escape(line)}</div>")
     return tensor, notice

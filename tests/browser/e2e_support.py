@@ -40,6 +40,7 @@ from PIL import Image
 
 import ipydeepvis as dv
 from ipydeepvis import render
+from ipydeepvis.core.layers import default_layer
 from ipydeepvis.core.receptive import Box, ReceptiveField
 from tests.widgets.field_oracle import field_frame, input_ring, seed_field
 
@@ -372,8 +373,10 @@ class Expected:
         self.probe = dv.Probe(model, input_shape=tuple(self.images[0].shape))
         self.layers = {layer.name: layer for layer in self.probe.layers
                        if layer.shape is not None and len(layer.shape) in (1, 3)}
-        convs = [name for name, layer in self.layers.items() if layer.kind == "conv"]
-        self.default_layer = convs[-1]
+        # as the dashboard: the deepest conv, or its output rectified by a functional ReLU
+        start = default_layer(list(self.layers.values()), modules=False)
+        assert start is not None, "the subject has no conv layer"
+        self.default_layer = start.name
         self._fields: ReceptiveField | None = None
 
     @classmethod
