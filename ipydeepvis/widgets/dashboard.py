@@ -40,8 +40,10 @@ from .analyses import ANALYSIS_PANES
 from .camera import CameraFeed, CameraView
 from .compare import ComparePane
 from .epochs import EpochScrubber
+from .histogram import HistogramPane
 from .keyboard import KEY_BINDINGS, KeyboardNav
 from .panes import DEFAULT_PANES, GRID_WIDTH, PANE, InputPane, Pane, ViewState
+from .sanity import SanityPane
 from .tiles import TileCanvas
 
 __all__ = ["DeepVis"]
@@ -180,7 +182,7 @@ class DeepVis(widgets.VBox):
             if compare is not None and not isinstance(compare, nn.Module):
                 msg = f"compare must be a torch.nn.Module, got {type(compare).__name__}"
                 raise UnsupportedModelError(msg)
-            default = (*DEFAULT_PANES, *ANALYSIS_PANES)
+            default = (*DEFAULT_PANES, *ANALYSIS_PANES, HistogramPane, SanityPane)
             if compare is not None or checkpoints is not None:
                 default = (*default, ComparePane)
             self._setup(model, images, checkpoints, classes, preprocess, max_images,
