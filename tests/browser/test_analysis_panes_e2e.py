@@ -528,9 +528,11 @@ def test_histogram_bars_and_the_sanity_toggle(dashboard: Dashboard) -> None:
     wait_active_toggle(page, SEL_POSITION, "max")
     click_canvas_at(page, SEL_THUMBS, THUMB // 2, THUMB // 2)  # image 0
     image = e.image(0)
-    wait_frame(page, SEL_INPUT, e.input(image), name=f"{dash.kind}_histogram_input")
     unit = e.alive_units(INDEX_LAYER, 0)[0]
     set_unit(page, unit)
+    # the input, with the receptive field of the unit's projection outlined
+    wait_frame(page, SEL_INPUT, e.input(image, State(INDEX_LAYER, unit)),
+               name=f"{dash.kind}_histogram_input")
 
     open_tab(page, "histogram")  # showing the tab computes it (no Run needed)
     # the probe set is the dashboard's images (the top-images test may have added one)
