@@ -64,6 +64,7 @@ bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_analyses.py
 	$(PY) benchmarks/bench_histogram.py
 	$(PY) benchmarks/bench_maximize.py
+	$(PY) benchmarks/bench_receptive_crop.py
 	$(PY) benchmarks/bench_browser.py
 	$(PY) benchmarks/bench_camera.py
 	$(PY) benchmarks/bench_relu_calls.py

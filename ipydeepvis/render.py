@@ -20,7 +20,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,9 @@ import torch
 from torchvision.transforms.v2.functional import gaussian_blur as _tv_gaussian_blur
 
 from .errors import InvalidInputError, InvalidOptionError
+
+if TYPE_CHECKING:
+    from .core.receptive import Box
 
 __all__ = [
     "DISPLAY_MODES",
@@ -41,6 +44,8 @@ __all__ = [
     "blend",
     "cell_box",
     "check_png_path",
+    "field_box",
+    "field_picture",
     "gaussian_blur",
     "grid_layout",
     "heat_rgba",
@@ -655,3 +660,50 @@ def label_palette(count: int) -> list[tuple[int, int, int]]:
     base = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
             (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
     return [(128, 128, 128)] + [base[i % len(base)] for i in range(max(0, count - 1))]
+
+
+# ---------------------------------------------------------------------- receptive-field crops
+
+
+def field_picture(picture: npt.NDArray[np.uint8], box: Box, size: int) -> npt.NDArray[np.uint8]:
+    """The part of ``picture`` ``(H, W, 3)`` under ``box``, enlarged to a ``size`` px square
+    (RGBA) as Zeiler & Fergus show a unit's receptive field.
+
+    The crop keeps its proportions: its longer side is enlarged to ``size`` px with
+    :func:`resize_nearest`, and a field clipped by the picture's border (narrower than it is
+    tall, say) sits against the square's side away from the clipped border, as the unit sees
+    it; the rest of the square is transparent (no value, the page shows through).
+    """
+    crop = picture[box.top:box.bottom, box.left:box.right]
+    height, width = crop.shape[:2]
+    longest = max(height, width)
+    out_h = max(1, round(height * size / longest))
+    out_w = max(1, round(width * size / longest))
+    frame = np.zeros((size, size, 4), np.uint8)
+    y = _against_border(size - out_h, box.top == 0, box.bottom == picture.shape[0])
+    x = _against_border(size - out_w, box.left == 0, box.right == picture.shape[1])
+    frame[y:y + out_h, x:x + out_w] = to_rgba(resize_nearest(crop, out_h, out_w))
+    return frame
+
+
+def _against_border(spare: int, clipped_start: bool, clipped_end: bool) -> int:
+    """Offset of a crop in a square with ``spare`` px left over on one axis: at the far end
+    when the field was clipped at the start (top / left), at 0 when clipped at the end, else
+    centred."""
+    if clipped_start and not clipped_end:
+        return spare
+    if clipped_end and not clipped_start:
+        return 0
+    return spare // 2
+
+
+def field_box(box: Box, picture_size: tuple[int, int], size: int) -> tuple[int, int, int, int]:
+    """``(x, y, width, height)`` that ``box`` covers on a ``picture_size`` ``(H, W)`` picture
+    enlarged to ``size`` x ``size`` with :func:`resize_nearest` (the pixels showing the box's
+    rows and columns)."""
+    height, width = picture_size
+    # resize_nearest: output pixel p shows input floor(p * n / size), so the box's first
+    # output pixel is ceil(start * size / n) and its last one ceil(end * size / n) - 1
+    top, bottom = -(-box.top * size // height), -(-box.bottom * size // height)
+    left, right = -(-box.left * size // width), -(-box.right * size // width)
+    return left, top, right - left, bottom - top

@@ -12,7 +12,8 @@ it through the graph, and its bounding box is the receptive field.
 
 The surrogate does not depend on the weights, so results are cached per layer and position
 (at most 65,536 boxes, and the recorded pass of one layer); several positions are computed in
-one batched backward pass.
+one batched backward pass. The field of a projection seed (:meth:`ReceptiveField.seed_box`: the
+strongest position, a clicked one, or the union over a whole map) is read the same way.
 """
 
 from __future__ import annotations
@@ -26,16 +27,23 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..errors import InvalidInputError, PositionOutOfRangeError, UnsupportedModelError
+from ..errors import (
+    InvalidInputError,
+    InvalidOptionError,
+    PositionOutOfRangeError,
+    UnsupportedModelError,
+)
 from .layers import LayerInfo
 from .probe import Probe
 from .relu_calls import tap_functional
+from .seeds import strongest_positions
 from .shadow import ModelShadow
 from .topk import as_probe, resolve_layers
 
 __all__ = ["Box", "ReceptiveField", "receptive_field"]
 
 _CACHE_LIMIT = 65_536  # boxes kept per ReceptiveField (4 ints each)
+_UNION_LIMIT = 64  # union boxes kept (their keys hold up to a whole map's positions)
 
 
 @dataclass(frozen=True)
@@ -75,11 +83,13 @@ class ReceptiveField:
         self.probe = as_probe(model)
         self.input_shape = shape
         self._boxes: dict[tuple[str, tuple[int, ...]], Box] = {}
+        self._unions: dict[tuple[str, tuple[tuple[int, ...], ...]], Box] = {}
         self._graph: tuple[str, torch.Tensor, torch.Tensor] | None = None
 
     def clear(self) -> None:
         """Forget the cached boxes and the recorded surrogate pass."""
         self._boxes.clear()
+        self._unions.clear()
         self._graph = None
 
     def box(self, layer: str, position: Sequence[int] = ()) -> Box:
@@ -96,20 +106,77 @@ class ReceptiveField:
         if todo:
             if len(self._boxes) + len(todo) > _CACHE_LIMIT:
                 self._boxes.clear()
-            for pos, box in zip(todo, self._measure(name, todo), strict=True):
+            measured = self._measure(name, [(pos,) for pos in todo])
+            for pos, box in zip(todo, measured, strict=True):
                 self._boxes[(name, pos)] = box
         return [self._boxes[(name, pos)] for pos in wanted]
+
+    def union_box(self, layer: str, positions: Sequence[Sequence[int]]) -> Box:
+        """The smallest box holding the receptive fields of all ``positions`` of ``layer``.
+
+        One backward pass whatever their number: the surrogate's gradients are non-negative,
+        so the support of the summed seeds is the union of the fields.
+        """
+        (name,) = resolve_layers(self.probe, [layer], torch.zeros(1, *self.input_shape))
+        wanted = tuple(sorted({tuple(int(p) for p in pos) for pos in positions}))
+        if not wanted:
+            msg = f"positions is empty: give at least one position of layer {name!r}"
+            raise InvalidInputError(msg)
+        if len(wanted) == 1:
+            return self.box(name, wanted[0])
+        box = self._unions.get((name, wanted))
+        if box is None:
+            if len(self._unions) >= _UNION_LIMIT:
+                self._unions.clear()
+            (box,) = self._measure(name, [wanted])
+            self._unions[(name, wanted)] = box
+        return box
+
+    def seed_box(self, layer: str, unit_map: torch.Tensor, position: object) -> Box:
+        """The receptive field of a projection seed of one unit (see
+        :meth:`~ipydeepvis.core.Probe.project`).
+
+        Parameters
+        ----------
+        layer : str
+            Layer name.
+        unit_map : Tensor
+            The unit's activation ``(h, w)`` (a 0-d tensor for a unit of a linear layer).
+        position : "max", "all" or tuple of int
+            ``"max"``: the field at the strongest activation (the first on ties, as the
+            projection picks it); ``(i, j)``: at that position; ``"all"``: the union of the
+            fields of the positions the seed keeps (those whose activation is not zero; the
+            strongest when all are).
+
+        Returns
+        -------
+        Box
+            Clipped to the input; the whole input for a unit without a spatial map.
+        """
+        if unit_map.dim() == 0:
+            return self.box(layer, ())
+        if isinstance(position, tuple):
+            return self.box(layer, position)
+        strongest = strongest_positions(unit_map[None], [0])[0]
+        if position == "max":
+            return self.box(layer, strongest)
+        if position == "all":
+            kept = [tuple(p) for p in unit_map.nonzero().tolist()]
+            return self.union_box(layer, kept or [strongest])
+        msg = f"position must be 'max', 'all' or a tuple of ints, got {position!r}"
+        raise InvalidOptionError(msg)
 
     def mask(self, layer: str, position: Sequence[int] = ()) -> torch.Tensor:
         """``(H, W)`` bool: the input pixels connected to ``layer`` at ``position``."""
         (name,) = resolve_layers(self.probe, [layer], torch.zeros(1, *self.input_shape))
-        return self._gradients(name, [tuple(int(p) for p in position)])[0] > 0
+        return self._gradients(name, [(tuple(int(p) for p in position),)])[0] > 0
 
     # ------------------------------------------------------------------ the surrogate
 
-    def _measure(self, name: str, positions: list[tuple[int, ...]]) -> list[Box]:
+    def _measure(self, name: str, groups: list[tuple[tuple[int, ...], ...]]) -> list[Box]:
+        """One box per group of positions (the union of the group's fields)."""
         boxes = []
-        for support in self._gradients(name, positions) > 0:
+        for support in self._gradients(name, groups) > 0:
             rows = support.any(dim=1).nonzero().flatten()
             cols = support.any(dim=0).nonzero().flatten()
             if rows.numel() == 0:
@@ -118,8 +185,9 @@ class ReceptiveField:
             boxes.append(Box(int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1))
         return boxes
 
-    def _gradients(self, name: str, positions: list[tuple[int, ...]]) -> torch.Tensor:
-        """``(len(positions), H, W)`` float64 input gradients of the surrogate."""
+    def _gradients(self, name: str, groups: list[tuple[tuple[int, ...], ...]]) -> torch.Tensor:
+        """``(len(groups), H, W)`` float64 input gradients of the surrogate, each seeded at
+        every position of its group."""
         if self._graph is None or self._graph[0] != name:
             self._graph = None  # one recorded surrogate pass at a time (its memory is freed)
             shadow = ModelShadow(self.probe.model).module
@@ -130,21 +198,22 @@ class ReceptiveField:
                                                 functional=info if info.functional else None))
         _name, x, output = self._graph
         spatial = tuple(output.shape[2:])
-        seeds = torch.zeros(len(positions), *output.shape, dtype=torch.float64)
-        for row, pos in enumerate(positions):
-            inside = all(0 <= p < s for p, s in zip(pos, spatial, strict=False))
-            if len(pos) != len(spatial) or not inside:
-                msg = (f"position {pos!r} is outside layer {name!r}'s map of size {spatial}: "
-                       f"use {' x '.join(f'0..{s - 1}' for s in spatial) or '()'}")
-                raise PositionOutOfRangeError(msg)
-            seeds[(row, 0, slice(None), *pos)] = 1.0
+        seeds = torch.zeros(len(groups), *output.shape, dtype=torch.float64)
+        for row, group in enumerate(groups):
+            for pos in group:
+                inside = all(0 <= p < s for p, s in zip(pos, spatial, strict=False))
+                if len(pos) != len(spatial) or not inside:
+                    msg = (f"position {pos!r} is outside layer {name!r}'s map of size "
+                           f"{spatial}: use {' x '.join(f'0..{s - 1}' for s in spatial) or '()'}")
+                    raise PositionOutOfRangeError(msg)
+                seeds[(row, 0, slice(None), *pos)] = 1.0
         try:
             (grads,) = torch.autograd.grad(output, x, seeds, retain_graph=True,
                                            is_grads_batched=True)
         except RuntimeError:  # an op without a batching rule: one backward per position
             grads = torch.cat([torch.autograd.grad(output, x, seed, retain_graph=True)[0]
                                for seed in seeds])
-        return grads.reshape(len(positions), *self.input_shape).abs().sum(dim=1)
+        return grads.reshape(len(groups), *self.input_shape).abs().sum(dim=1)
 
 
 def receptive_field(model: Probe | nn.Module, layer: str, position: Sequence[int],

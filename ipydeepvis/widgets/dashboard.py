@@ -23,7 +23,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 from torch import nn
-from traitlets import Float, Int, TraitError, Tuple, Unicode, observe, validate
+from traitlets import Bool, Float, Int, TraitError, Tuple, Unicode, observe, validate
 
 from .. import render
 from ..checkpoints import CheckpointSeries
@@ -145,6 +145,9 @@ class DeepVis(widgets.VBox):
                          "largest value ('unit') or the layer's ('layer')").tag(sync=True)
     weights_note = Unicode("", help="Shown above the predictions, e.g. 'untrained weights' for "
                            "a model with random weights").tag(sync=True)
+    crop = Bool(True, help="Crop the projection to the receptive field of the unit at its seed, "
+                "with the input patch beside it and the field outlined on the input").tag(
+        sync=True)
 
     def __init__(
         self,
@@ -367,7 +370,7 @@ class DeepVis(widgets.VBox):
         self._follow_layer()
 
     @observe("layer", "unit", "image_index", "method", "position", "clicked", "display",
-             "contrast", "epoch", "unit_scale", "weights_note")
+             "contrast", "epoch", "unit_scale", "weights_note", "crop")
     def _state_changed(self, change: Any) -> None:
         """Ask the panes that depend on the changed trait to recompute (or only redraw)."""
         name = change["name"]
@@ -490,10 +493,12 @@ class DeepVis(widgets.VBox):
     def save_png(self, path: str | Path) -> Path:
         """Save the current view as one labelled PNG.
 
-        A title line names the layer, unit, epoch, method and seed; under it the input, the
-        activation grid with the selected unit ringed, the enlarged unit with its seed marker
-        and the projection, each with a caption. The same labels are stored as PNG text
-        fields (``Image.open(path).text``).
+        A title line names the layer, unit, epoch, method, seed (and the receptive field when
+        the projection is cropped to it); under it the input, the activation grid with the
+        selected unit ringed, the enlarged unit with its seed marker and the projection as
+        shown (with ``crop``: cropped to the seed's receptive field, the input patch beside it
+        and the field outlined on the input), each with a caption. The same words are stored
+        as PNG text fields (``Image.open(path).text``).
         """
         if self._closed:
             msg = "this DeepVis view is closed; build a new one to save a picture"
@@ -502,11 +507,16 @@ class DeepVis(widgets.VBox):
         self.wait()
         labels = self.labels()
         shown = self._captioned_frames()
-        frames, captions = [f for _, f, _ in shown], [c for _, _, c in shown]
-        text = dict(labels)
+        # a receptive-field crop's transparent margin is the sheet's white
+        frames = [np.where(f[..., 3:] == 0, np.uint8(255), f) if name in ("projection", "patch")
+                  else f for name, f, _ in shown]
+        captions = [c for _, _, c in shown]
+        field = getattr(self.panes.get("projection"), "caption", "")
+        titled = {**labels, "field": field.removeprefix("receptive field: ")} if field else labels
+        text = dict(titled)
         if self.keyboard.frozen is not None:
             text["frozen"] = "unit {1} of {0}".format(*self.keyboard.frozen)
-        title = "  ·  ".join(f"{key} {value}" for key, value in labels.items())
+        title = "  ·  ".join(f"{key} {value}" for key, value in titled.items())
         return render.save_png_sheet(frames, path, labels=captions, font_size=render.FONT_SIZE,
                                      title=title, text=text)
 
@@ -543,12 +553,12 @@ class DeepVis(widgets.VBox):
             method += f", frozen unit {self.keyboard.frozen[1]}"
         for name, caption in [("input", f"image {self.image_index}"), ("grid", "activations"),
                               ("unit", f"unit {self.unit}, {scale}"),
-                              ("projection", method)]:
+                              ("projection", method), ("patch", "input patch")]:
             frame = shown.get(name)
             if frame is None:
                 continue
             canvas = getattr(self.panes.get(name), "canvas", None)
-            if canvas is not None and name in ("grid", "unit") and canvas.highlight_box:
+            if canvas is not None and name in ("input", "grid", "unit") and canvas.highlight_box:
                 frame = render.outline(frame, canvas.highlight_box,
                                        _rgb(canvas.highlight_color))
             out.append((name, frame, caption))
@@ -880,7 +890,7 @@ class DeepVis(widgets.VBox):
         return ViewState(self.layer, self.unit, self.image_index, self.method, self.position,
                          tuple(self.clicked), self.display, self.contrast,  # type: ignore[arg-type]
                          self.epoch, self.unit_scale, self.weights_note,
-                         frozen=self.keyboard.frozen)
+                         frozen=self.keyboard.frozen, crop=self.crop)
 
     def _maps(self, state: ViewState) -> torch.Tensor:
         """The layer's maps ``(C, ...)`` for the state's image (once per job)."""

@@ -24,6 +24,8 @@ import numpy.typing as npt
 import torch
 
 from .. import render
+from ..core.receptive import Box
+from .receptive_crop import FieldCrop
 from .tiles import TileCanvas
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ class ViewState:
     unit_scale: str = "unit"
     weights_note: str = ""
     frozen: tuple[str, int] | None = None  # (layer, unit) the projection stays on (key ``f``)
+    crop: bool = True
 
 
 class Pane:
@@ -283,21 +286,33 @@ class ProjectionPane(Pane):
 
     Honest about what it cannot show: a unit that does not fire on the image (its seed is
     <= 0) is not projected (a neutral frame and the reason), and where no rectifier lies below
-    the layer the pane says the three methods give one picture.
+    the layer the pane says the three methods give one picture. With ``crop`` on (the default)
+    the projection is cropped to the receptive field of the seed, the input patch under the same
+    box beside it and the field outlined on the input (:class:`~.receptive_crop.FieldCrop`).
     """
 
     name = "projection"
     column = 2
     depends = frozenset({"layer", "unit", "image_index", "epoch", "method", "position",
                          "clicked"})
-    display = frozenset({"display", "contrast"})
+    display = frozenset({"display", "contrast", "crop"})
 
     def __init__(self, view: DeepVis) -> None:
         super().__init__(view)
         self.canvas = TileCanvas(PANE, PANE, "e2e-projection")
+        self.field = FieldCrop(view)
+        self.crop_box = widgets.Checkbox(description="crop to receptive field", indent=False,
+                                         tooltip="show the projection over the input region "
+                                         "the unit sees, beside the image patch there")
+        self.crop_box.add_class("e2e-crop")
+        view._bind(self.crop_box, "crop")
         self.text = widgets.HTML(layout=widgets.Layout(width=f"{PANE}px"))
         self.text.add_class("e2e-projection-note")
-        self.widget = widgets.VBox([widgets.HTML("<b>projection</b>"), self.canvas, self.text])
+        self.caption = ""  # the shown receptive field in words ('' when not cropped)
+        pictures = widgets.HBox([self.canvas, self.field.patch], layout=widgets.Layout(
+            width=f"{PANE}px", justify_content="space-between"))
+        self.widget = widgets.VBox([widgets.HTML("<b>projection</b>"), self.crop_box, pictures,
+                                    self.text])
 
     def compute(self, state: ViewState) -> Projection:
         started = time.perf_counter()
@@ -317,7 +332,7 @@ class ProjectionPane(Pane):
         self.note = f"{state.method} {1000 * view.timings['project']:.0f} ms"
         if not bool(torch.isfinite(projection).all()):
             self.note += " · <span class='deepvis-error'>the projection is not finite</span>"
-        return Projection(projection, "", same)
+        return Projection(projection, "", same, self.field.measure(state, position))
 
     def inactive(self, state: ViewState, position: Any) -> str:
         """Why the unit has nothing to project from ``position`` ('' when it has): the seed
@@ -337,13 +352,19 @@ class ProjectionPane(Pane):
     def draw(self, result: Projection, state: ViewState) -> None:
         started = time.perf_counter()
         notes = []
+        patch = None
         if result.values is None:
             self.canvas.show(np.full((PANE, PANE, 4), (NEUTRAL,) * 3 + (255,), np.uint8))
             notes.append(html.escape(result.reason))
         else:
             picture = render.projection_picture(result.values.nan_to_num(0.0), state.display,
                                                 state.contrast)
-            self.canvas.show(render.to_rgba(render.resize_nearest(picture, PANE, PANE)))
+            if state.crop and result.field is not None:
+                projection, patch = self.field.frames(picture, state, result.field)
+                self.canvas.show(projection)
+            else:
+                self.canvas.show(render.to_rgba(render.resize_nearest(picture, PANE, PANE)))
+        self.field.show(patch, result.field, state)
         if state.frozen is not None:
             notes.insert(0, f"frozen on unit {state.frozen[1]} of {html.escape(state.frozen[0])} "
                             "(f unfreezes)")
@@ -351,22 +372,31 @@ class ProjectionPane(Pane):
             layer = state.frozen[0] if state.frozen is not None else state.layer
             notes.append(f"no rectifier lies below {html.escape(layer)}: deconvnet, "
                          "guided and gradient give the same picture here")
-        self.text.value = "<br>".join(f"<span class='deepvis-warn'>{n}</span>" for n in notes)
+        lines = [f"<span class='deepvis-warn'>{n}</span>" for n in notes]
+        self.caption = self.field.caption(state)
+        if self.caption:
+            lines.insert(0, f"<span class='e2e-field'>{html.escape(self.caption)}</span>")
+        self.text.value = "<br>".join(lines)
         self.view.timings["picture"] = time.perf_counter() - started
 
     def frames(self) -> dict[str, npt.NDArray[np.uint8] | None]:
-        return {"projection": self.canvas.frame}
+        return {"projection": self.canvas.frame, "patch": self.field.frame()}
+
+    def release(self) -> None:
+        self.field.release()
 
 
 @dataclass(frozen=True)
 class Projection:
     """What :class:`ProjectionPane` computed: the projection ``(C, H, W)`` or, when the unit has
-    nothing to project, None and the reason; and whether the three methods coincide at this
-    layer (no rectifier below it)."""
+    nothing to project, None and the reason; whether the three methods coincide at this
+    layer (no rectifier below it); and the receptive field of the seed (None when nothing is
+    projected or the layer has none)."""
 
     values: torch.Tensor | None
     reason: str
     same_methods: bool
+    field: Box | None = None
 
 
 def _finite_note(values: torch.Tensor, what: str, state: ViewState) -> str:

@@ -94,6 +94,11 @@ class TileCanvas(MultiCanvas):
     def _redraw_frame(self) -> None:
         if self.frame is not None and not self.closed:
             with _DRAW_LOCK:
+                if (self.frame[..., 3] < 255).any():
+                    # the browser draws the frame over what is there (ipycanvas decodes it to
+                    # an image and drawImage()s it): clear first, or the old picture shows
+                    # through the new one's transparent pixels
+                    self[0].clear()
                 self[0].put_image_data(self.frame, 0, 0)
                 self.sent_frames += 1
 

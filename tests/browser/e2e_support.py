@@ -41,6 +41,8 @@ from PIL import Image
 import ipydeepvis as dv
 from ipydeepvis import render
 from ipydeepvis.core.layers import default_layer
+from ipydeepvis.core.receptive import Box, ReceptiveField
+from tests.widgets.field_oracle import field_frame, input_ring, seed_field
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -64,6 +66,8 @@ HIGHLIGHT = (255, 204, 0, 255)  # TileCanvas.highlight_color "#ffcc00"
 MARKER = (0, 229, 255, 255)  # the seed marker on the enlarged unit, panes.MARKER_COLOR "#00e5ff"
 NEUTRAL = 128  # the projection pane's grey when the unit has nothing to project
 PANE = 192  # input, enlarged unit and projection canvases
+CROP = 94  # with crop on (the default): the projection cropped to the seed's receptive field
+# and the input patch, 94 px squares side by side; the field outlined on the input in cyan
 GRID_WIDTH = 480  # the activation grid's width budget (ipydeepvis.widgets.dashboard)
 THUMB, THUMB_PAD, THUMB_COLUMNS = 32, 1, PANE // 33
 MAX_IMAGES = 16  # DeepVis(max_images=16): how many data-set images the strip shows
@@ -73,6 +77,8 @@ SEL_THUMBS = "canvas.e2e-thumbs"
 SEL_GRID = "canvas.e2e-grid"
 SEL_UNIT_MAP = "canvas.e2e-unitmap"
 SEL_PROJECTION = "canvas.e2e-projection"
+SEL_PATCH = "canvas.e2e-patch"
+SEL_CROP = ".e2e-crop"
 SEL_SLIDER = ".e2e-unit"
 SEL_LAYER = ".e2e-layer"
 SEL_METHOD = ".e2e-method"
@@ -243,6 +249,7 @@ class State:
     image: int = 0
     method: str = "deconvnet"
     position: str | tuple[int, int] = "max"
+    crop: bool = True
 
 
 @dataclass
@@ -387,6 +394,7 @@ class Expected:
         start = default_layer(list(self.layers.values()), modules=False)
         assert start is not None, "the subject has no conv layer"
         self.default_layer = start.name
+        self._fields: ReceptiveField | None = None
 
     @classmethod
     def of(cls, subject: Subject) -> Expected:
@@ -443,6 +451,17 @@ class Expected:
             return float(unit_map[state.position])
         return float(unit_map.max())
 
+    def field(self, state: State, image: torch.Tensor | None = None) -> Box | None:
+        """The receptive field the projection pane crops to for ``state`` (None: not cropped,
+        because crop is off or the unit has nothing to project)."""
+        image = self.image(state.image) if image is None else image
+        if not state.crop or self.seed_value(state, image) <= 0:
+            return None
+        if self._fields is None:
+            self._fields = ReceptiveField(self.probe, tuple(image.shape))
+        return seed_field(self.probe, image, state.layer, state.unit, state.position,
+                          self._fields)
+
     def projection(self, state: State,
                    image: torch.Tensor | None = None) -> npt.NDArray[np.uint8]:
         image = self.image(state.image) if image is None else image
@@ -452,11 +471,27 @@ class Expected:
             return frame
         projection = self.probe.project(image, state.layer, state.unit, method=state.method,
                                         position=state.position)[0]
-        return render.to_rgba(render.resize_nearest(render.projection_picture(projection),
-                                                     PANE, PANE))
+        picture = render.projection_picture(projection)
+        box = self.field(state, image)
+        if box is not None:
+            return field_frame(picture, box)
+        return render.to_rgba(render.resize_nearest(picture, PANE, PANE))
 
-    def input(self, image: torch.Tensor) -> npt.NDArray[np.uint8]:
-        return render.to_rgba(render.resize_nearest(render.image_to_uint8(image), PANE, PANE))
+    def patch(self, state: State,
+              image: torch.Tensor | None = None) -> npt.NDArray[np.uint8] | None:
+        """The input patch beside the cropped projection (None: not shown)."""
+        image = self.image(state.image) if image is None else image
+        box = self.field(state, image)
+        return None if box is None else field_frame(render.image_to_uint8(image), box)
+
+    def input(self, image: torch.Tensor, state: State | None = None) -> npt.NDArray[np.uint8]:
+        """The input pane; with ``state``, the receptive field its projection is cropped to
+        outlined on it (none for a field covering the whole image)."""
+        frame = render.to_rgba(render.resize_nearest(render.image_to_uint8(image), PANE, PANE))
+        box = None if state is None else self.field(state, image)
+        if box is None:
+            return frame
+        return ring(frame, input_ring(box, tuple(image.shape[1:])), MARKER)
 
     def thumbnails(self, images: Sequence[torch.Tensor], selected: int) -> npt.NDArray[np.uint8]:
         """Transparent sheet (the page shows through), 32 px tiles in rows of 5 with 1 px

@@ -410,9 +410,9 @@ def test_top_images_equal_the_index_and_a_click_loads_the_image(dashboard: Dashb
     assert entry.index >= len(dash.images)  # not among the images the strip shows: added
     image = indexed()[entry.index][0]
     click_canvas_at(page, SEL_TOP_PATCHES, TOP_CELL + 1 + TOP_CELL // 2, TOP_CELL // 2)
-    wait_frame(page, SEL_INPUT, e.input(image), name=f"{dash.kind}_top_clicked_input")
-    wait_active_toggle(page, SEL_POSITION, "clicked")
     seeded = State(INDEX_LAYER, unit, len(dash.images), "deconvnet", tuple(entry.position))
+    wait_frame(page, SEL_INPUT, e.input(image, seeded), name=f"{dash.kind}_top_clicked_input")
+    wait_active_toggle(page, SEL_POSITION, "clicked")
     wait_frame(page, SEL_PROJECTION, e.projection(seeded, image),
                name=f"{dash.kind}_top_clicked_projection")
     out = dash.kernel("print(view.image_index, tuple(view.clicked), view.position, "
@@ -429,8 +429,11 @@ def test_occlusion_maps_and_a_clicked_cell_shows_the_occluded_input(
     unit = 3
     set_unit(page, unit)
     click_canvas_at(page, SEL_THUMBS, THUMB // 2, THUMB // 2)  # image 0
+    click_toggle(page, SEL_POSITION, "max")  # the input outlines the field of the max
+    wait_active_toggle(page, SEL_POSITION, "max")
     image = e.image(0)
-    wait_frame(page, SEL_INPUT, e.input(image), name=f"{dash.kind}_occlusion_input")
+    wait_frame(page, SEL_INPUT, e.input(image, State(INDEX_LAYER, unit)),
+               name=f"{dash.kind}_occlusion_input")
     open_tab(page, "occlusion")
     page.click(f"{SEL_OPEN_TAB} .e2e-occlusion-run")
     status = wait_text(page, ".e2e-occlusion-status", "positions")
@@ -525,9 +528,11 @@ def test_histogram_bars_and_the_sanity_toggle(dashboard: Dashboard) -> None:
     wait_active_toggle(page, SEL_POSITION, "max")
     click_canvas_at(page, SEL_THUMBS, THUMB // 2, THUMB // 2)  # image 0
     image = e.image(0)
-    wait_frame(page, SEL_INPUT, e.input(image), name=f"{dash.kind}_histogram_input")
     unit = e.alive_units(INDEX_LAYER, 0)[0]
     set_unit(page, unit)
+    # the input, with the receptive field of the unit's projection outlined
+    wait_frame(page, SEL_INPUT, e.input(image, State(INDEX_LAYER, unit)),
+               name=f"{dash.kind}_histogram_input")
 
     open_tab(page, "histogram")  # showing the tab computes it (no Run needed)
     # the probe set is the dashboard's images (the top-images test may have added one)

@@ -18,8 +18,11 @@ import torch
 from PIL import Image
 
 from tests.browser.e2e_support import (
+    CROP,
     HIGHLIGHT,
+    MARKER,
     PANE,
+    SEL_CROP,
     SEL_DASHBOARD,
     SEL_ERRORS,
     SEL_GRID,
@@ -27,6 +30,7 @@ from tests.browser.e2e_support import (
     SEL_LAYER,
     SEL_METHOD,
     SEL_NOTICE,
+    SEL_PATCH,
     SEL_POSITION,
     SEL_PREDICTIONS,
     SEL_PROJECTION,
@@ -52,6 +56,7 @@ from tests.browser.e2e_support import (
     wait_frame,
     wait_slider_value,
 )
+from tests.widgets.field_oracle import input_ring
 
 pytestmark = pytest.mark.browser
 
@@ -71,8 +76,11 @@ def expect_frames(dash: Dashboard, state: State, image: torch.Tensor | None = No
     if "projection" in parts:
         wait_frame(dash.page, SEL_PROJECTION, e.projection(state, img), timeout=timeout,
                    name=f"{dash.kind}_projection")
+        patch = e.patch(state, img)  # beside the projection cropped to the receptive field
+        if patch is not None:
+            wait_frame(dash.page, SEL_PATCH, patch, timeout=timeout, name=f"{dash.kind}_patch")
     if "input" in parts:
-        wait_frame(dash.page, SEL_INPUT, e.input(img), timeout=timeout,
+        wait_frame(dash.page, SEL_INPUT, e.input(img, state), timeout=timeout,
                    name=f"{dash.kind}_input")
 
 
@@ -169,7 +177,8 @@ def test_unit_slider_moves_unit_map_projection_and_highlight(dashboard: Dashboar
     page.wait_for_timeout(100)
     sent = dash.pngs.since(mark)
     assert grid_size not in sent, f"the grid picture was re-sent for a unit change: {sent}"
-    assert sent.count((PANE, PANE)) >= 2, sent  # the unit map and the projection
+    assert sent.count((PANE, PANE)) >= 1, sent  # the unit map ...
+    assert sent.count((CROP, CROP)) >= 1, sent  # ... and the projection, cropped
 
     # an exact value through the editable readout
     mark = dash.pngs.mark()
@@ -227,7 +236,8 @@ def test_switching_the_method_changes_the_projection(dashboard: Dashboard) -> No
         wait_active_toggle(page, SEL_METHOD, method)
         page.wait_for_timeout(100)
         sent = dash.pngs.since(mark)
-        assert sent.count((PANE, PANE)) == 1, f"more than the projection was sent: {sent}"
+        # the projection alone (cropped; the patch under the same field is not re-sent)
+        assert sent == [(CROP, CROP)], f"more than the projection was sent: {sent}"
         expect_frames(dash, state, parts=("grid", "unit"))
         if method == "gradient":
             screenshot(page, f"{dash.kind}_4_gradient")
@@ -349,3 +359,69 @@ def test_an_upload_notice_keeps_the_panes_apart(dashboard: Dashboard) -> None:
         " return [tops.size, e.scrollWidth > e.clientWidth, e.title]; }")
     assert lines == 1 and not cut, (lines, cut)
     assert "centre-cropped" in tip, tip
+
+
+def test_the_projection_is_cropped_to_the_receptive_field(dashboard: Dashboard) -> None:
+    """Issue 12.7: at conv1 the projection is the unit's 7 px field enlarged, the input patch
+    under the same box beside it, and the field outlined on the input; a field clipped by the
+    image border keeps its proportions; "crop to receptive field" off shows the whole image."""
+    dash, page, e = dashboard, dashboard.page, dashboard.expected
+    state = go_to(dash, e.alive_units(e.default_layer)[0], "deconvnet")
+    names = list(e.layers)
+    first = next(n for n in names if e.layers[n].kind == "conv")  # conv1
+    page.select_option(f"{SEL_LAYER} select", index=names.index(first))
+    unit = next(u for u in e.alive_units(first) if u != state.unit)
+    set_slider_via_readout(page, unit)
+    wait_slider_value(page, unit)
+    state = State(first, unit, 0, "deconvnet")
+    image = e.image(0)
+    box = e.field(state)
+    assert box is not None and box.height < image.shape[1] / 4, box  # a small field
+    expect_frames(dash, state, parts=("grid", "unit", "projection", "input"))
+    patch = e.patch(state)
+    assert patch is not None and (patch[..., 3] == 255).all()  # an unclipped square field
+    ring = input_ring(box, tuple(image.shape[1:]))
+    assert ring is not None
+    rx, ry, rw, rh = ring
+    for px, py in [(rx, ry), (rx + rw - 1, ry + rh // 2), (rx + rw // 2, ry + rh - 1)]:
+        assert pixel(page, SEL_INPUT, px, py) == list(MARKER), (px, py)
+    boxes = {sel: page.eval_on_selector(sel, "c => { const r = c.getBoundingClientRect();"
+                                             " return [r.left, r.top, r.width, r.height]; }")
+             for sel in (SEL_PROJECTION, SEL_PATCH)}
+    (px, py, pw, ph), (qx, qy, qw, qh) = boxes[SEL_PROJECTION], boxes[SEL_PATCH]
+    assert (pw, ph, qw, qh) == (CROP, CROP, CROP, CROP) and py == qy and qx >= px + CROP, boxes
+    note = page.inner_text(".e2e-projection-note")
+    assert f"rows {box.top}..{box.bottom - 1}" in note, note
+    assert layout_problems(page) == []
+    screenshot(page, f"{dash.kind}_8_crop_conv1")
+
+    # a cell on the top border: the field is clipped there and sits at the bottom of the square
+    shape = e.layers[first].shape
+    unit_map = e.maps(first, image)[unit]
+    top_row = [j for j in range(shape[2]) if float(unit_map[0, j]) > 0]
+    if top_row:
+        j = top_row[len(top_row) // 2]
+        click_canvas_at(page, SEL_UNIT_MAP, (j + 0.5) * PANE / shape[2], 0.5 * PANE / shape[1])
+        wait_active_toggle(page, SEL_POSITION, "clicked")
+        clicked = State(first, unit, 0, "deconvnet", (0, j))
+        clipped = e.field(clicked)
+        assert clipped is not None and clipped.top == 0 and clipped.height < clipped.width
+        expect_frames(dash, clicked, parts=("projection", "input"))
+        screenshot(page, f"{dash.kind}_8_crop_border")
+        click_toggle(page, SEL_POSITION, "max")
+        wait_active_toggle(page, SEL_POSITION, "max")
+
+    # crop off: the whole image at 192 px, no patch, no outline; on again: the crop
+    page.click(f"{SEL_CROP} input[type=checkbox]")
+    off = State(first, unit, 0, "deconvnet", crop=False)
+    expect_frames(dash, off, parts=("projection", "input"))
+    page.wait_for_function("sel => document.querySelector(sel).offsetParent === null",
+                           arg=SEL_PATCH)
+    out = dash.kernel("print(view.crop)")
+    if out is not None:
+        assert out.strip() == "False", out
+    screenshot(page, f"{dash.kind}_8_crop_off")
+    page.click(f"{SEL_CROP} input[type=checkbox]")
+    expect_frames(dash, state, parts=("projection", "input"))
+    page.select_option(f"{SEL_LAYER} select", index=names.index(e.default_layer))
+    expect_frames(dash, State(e.default_layer, unit, 0, "deconvnet"), parts=("grid",))

@@ -50,8 +50,10 @@ def test_the_exported_file_shows_the_view_from_disk(browser: Any, tmp_path: Path
         # the canvases' frames with the grid's ring drawn in (tests/widgets/test_export.py
         # checks these against the canvases themselves)
         expected = {name: frame for name, frame, _ in view._captioned_frames()}
-        assert set(expected) == {"input", "grid", "unit", "projection"}
+        # the projection cropped to the receptive field, the input patch beside it
+        assert set(expected) == {"input", "grid", "unit", "projection", "patch"}
         assert np.array_equal(expected["projection"], view.frames["projection"])
+        assert np.array_equal(expected["patch"], view.frames["patch"])
         labels = view.labels()
     finally:
         view.close()

@@ -45,6 +45,7 @@ from tests.browser.e2e_support import (
     SCRUBBER,
     SEL_DASHBOARD,
     SEL_GRID,
+    SEL_PATCH,
     SEL_PROJECTION,
     SEL_SLIDER,
     SEL_UNIT_MAP,
@@ -289,6 +290,9 @@ def expect_epoch(dash: Dashboard, epoch: int, unit: int, units: list[int],
                name=f"scrub_{dash.kind}_unitmap_e{epoch}")
     wait_frame(page, SEL_PROJECTION, e.projection(state), timeout=timeout,
                name=f"scrub_{dash.kind}_projection_e{epoch}")
+    patch = e.patch(state)  # beside the projection cropped to the receptive field
+    if patch is not None:
+        wait_frame(page, SEL_PATCH, patch, timeout=timeout, name=f"scrub_{dash.kind}_patch")
     column = epochs().index(epoch)
     wait_frame(page, SEL_STRIP, expected_strip(units, column), timeout=timeout,
                name=f"scrub_{dash.kind}_strip_e{epoch}")
@@ -404,7 +408,8 @@ def test_the_strip_follows_the_unit_nothing_overlaps_readme_pictures(
     page.mouse.move(0, 0)  # ... and no hover style in the pictures
 
     shots = {
-        "dashboard": clip_around(page, ["canvas.e2e-input", SEL_GRID, SEL_PROJECTION,
+        "dashboard": clip_around(page, ["canvas.e2e-input", SEL_GRID, SEL_UNIT_MAP,
+                                        SEL_PROJECTION, ".e2e-projection-note",
                                         SEL_SLIDER, ".e2e-method", ".e2e-position",
                                         ".e2e-predictions"], top_of=SEL_DASHBOARD),
         "evolution": clip_around(page, [SEL_STRIP, SEL_FILTERS, SEL_LABEL, ".e2e-progress"],

@@ -78,6 +78,30 @@ def test_dilated_convolution_mask_and_bad_positions() -> None:
     assert receptive_field(linear, "2", (), (1, 9, 9)) == Box(0, 0, 9, 9)
 
 
+def test_union_and_seed_boxes() -> None:
+    model = ConvReluPool(seed=1)
+    fields = ReceptiveField(model, (3, 16, 16))
+    # by hand: conv2 ("3") at row r sees input rows 2r - 3 .. 2r + 4 (clipped to 0..15)
+    assert fields.boxes("3", [(1, 2), (4, 0)]) == [Box(0, 1, 7, 9), Box(5, 0, 13, 5)]
+    assert fields.union_box("3", [(1, 2), (4, 0), (1, 2)]) == Box(0, 0, 13, 9)
+    assert fields.union_box("3", [(2, 2)]) == fields.box("3", (2, 2))
+    with pytest.raises(errors.InvalidInputError, match="positions is empty"):
+        fields.union_box("3", [])
+    unit_map = torch.zeros(8, 8)
+    unit_map[1, 2], unit_map[4, 0], unit_map[3, 3] = 3.0, -1.0, 3.0  # a tie: the first wins
+    assert fields.seed_box("3", unit_map, "max") == Box(0, 1, 7, 9)
+    assert fields.seed_box("3", unit_map, (4, 0)) == Box(5, 0, 13, 5)
+    # "all": the positions the seed keeps (not zero, negative ones too)
+    assert fields.seed_box("3", unit_map, "all") == fields.union_box(
+        "3", [(1, 2), (4, 0), (3, 3)]) == Box(0, 0, 13, 11)
+    assert fields.seed_box("3", torch.zeros(8, 8), "all") == fields.box("3", (0, 0))
+    with pytest.raises(errors.InvalidOptionError, match="'middle'"):
+        fields.seed_box("3", unit_map, "middle")
+    linear = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(98, 3))
+    assert ReceptiveField(linear, (1, 9, 9)).seed_box("2", torch.tensor(0.5), "max") == Box(
+        0, 0, 9, 9)
+
+
 @pytest.mark.slow
 def test_alexnet_fields() -> None:
     from torchvision.models import alexnet

@@ -17,13 +17,18 @@ from traitlets import TraitError
 import ipydeepvis as dv
 from ipydeepvis import render
 from tests.nets import ConvReluPool, assert_same_state, model_state
+from tests.widgets.field_oracle import FIELD_COLOR, cropped_pair, input_ring, seed_field
 
 
 class _Calls:
-    """A call counter that the probe's shadow copy of the model shares (copying returns it)."""
+    """A call counter that the probe's shadow copy of the model shares (copying returns it).
+
+    ``count``: forward passes with the weights; ``surrogate``: the receptive-field measurement's
+    float64 passes (all-ones weights, core/receptive.py), which never see the image."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.surrogate = 0
 
     def __deepcopy__(self, memo: dict[int, object]) -> _Calls:
         return self
@@ -41,7 +46,10 @@ class Classifier(nn.Module):
         return self.calls.count
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls.count += 1
+        if x.dtype == torch.float64:
+            self.calls.surrogate += 1
+        else:
+            self.calls.count += 1
         return self.fc(self.features(x).flatten(1))
 
 
@@ -88,16 +96,19 @@ def test_initial_frames_show_the_last_conv_layer(model: Classifier, images: torc
 def test_unit_and_method_changes_never_run_the_model(model: Classifier,
                                                      images: torch.Tensor) -> None:
     view = make(model, images)
-    forwards = model.forwards
+    forwards, surrogate = model.forwards, model.calls.surrogate
     grid_before = view._grid_canvas.sent_frames
     for unit in [3, 7, 11]:
         view.unit = unit
     for method in ["guided", "gradient", "deconvnet"]:
         view.method = method
     view.position = "all"
+    assert model.calls.surrogate == surrogate  # the layer's receptive fields: one recorded pass
     view.layer = "features.0"  # another layer of the same image: from the recorded pass
     view.display = "norm"
+    view.crop = False
     assert model.forwards == forwards
+    assert model.calls.surrogate == surrogate + 1  # ... and one for the new layer
     assert view._grid_canvas.sent_frames == grid_before + 1  # only the layer change re-sent it
     view.image_index = 2
     assert model.forwards == forwards + 1
@@ -111,6 +122,11 @@ def test_projection_frame_equals_an_independent_rendering(model: Classifier,
     view.display = "gray"
     view.contrast = 2.0
     projection = dv.Probe(model).project(images[0], "features.3", 5, method="guided")[0]
+    box = seed_field(model, images[0], "features.3", 5, "max")
+    cropped, patch = cropped_pair(projection, images[0], box, "gray", 2.0)
+    assert np.array_equal(view.frames["projection"], cropped)
+    assert np.array_equal(view.frames["patch"], patch)
+    view.crop = False  # the whole image, as before the crop
     picture = render.projection_picture(projection, "gray", 2.0)
     expected = render.to_rgba(render.resize_nearest(picture, 192, 192))
     assert np.array_equal(view.frames["projection"], expected)
@@ -127,9 +143,8 @@ def test_clicks_map_to_units_and_positions(model: Classifier, images: torch.Tens
     view.click_unit_map(191, 0)  # top-right corner of an 8x8 map shown at 192 px
     assert (view.position, view.clicked) == ("clicked", (0, 7))
     projection = dv.Probe(model).project(images[0], "features.3", 7, position=(0, 7))[0]
-    expected = render.to_rgba(render.resize_nearest(render.projection_picture(projection),
-                                                    192, 192))
-    assert np.array_equal(view.frames["projection"], expected)
+    box = seed_field(model, images[0], "features.3", 7, (0, 7))
+    assert np.array_equal(view.frames["projection"], cropped_pair(projection, images[0], box)[0])
 
 
 def test_layer_change_clamps_the_unit_and_moves_the_highlight(model: Classifier,
@@ -215,7 +230,11 @@ def test_save_png(model: Classifier, images: torch.Tensor, tmp_path: Path) -> No
     top = 2 * (render.FONT_SIZE + 6)  # a title line and the captions
     assert saved.shape[0] == top + max(f.shape[0] for f in [view.frames["grid"],
                                                             view.frames["unit"]])
-    assert np.array_equal(saved[top:top + 192, :192], view.frames["input"])
+    box = seed_field(model, images[0], "features.3", 0, "max")
+    ring = input_ring(box, (16, 16))
+    assert ring is not None and view._input_canvas.highlight_box == ring
+    assert np.array_equal(saved[top:top + 192, :192],
+                          render.outline(view.frames["input"], ring, FIELD_COLOR))
 
 
 class Slow(Classifier):
@@ -246,8 +265,8 @@ def test_threaded_worker_lets_the_last_request_win(images: torch.Tensor) -> None
     assert view.wait()
     assert calls[-1] == 11 and len(calls) <= 3
     direct = dv.Probe(model).project(images[0], "features.3", 11)[0]
-    expected = render.to_rgba(render.resize_nearest(render.projection_picture(direct), 192, 192))
-    assert np.array_equal(view.frames["projection"], expected)
+    box = seed_field(model, images[0], "features.3", 11, "max")
+    assert np.array_equal(view.frames["projection"], cropped_pair(direct, images[0], box)[0])
     view.close()
 
 

@@ -226,8 +226,10 @@ def test_save_png_writes_labels_and_the_highlights(tmp_path: Path) -> None:
     view.unit, view.method = 5, "guided"
     view.click_unit_map(30, 100)
     saved = Image.open(view.save_png(tmp_path / "view.png"))
+    # conv2 at row 4, column 1 sees input rows 5..12, columns -1..6 (clipped: 0..6)
     assert saved.text == {"layer": "features.3", "unit": "5", "epoch": "as given",
-                          "method": "guided", "seed": "clicked (4, 1)"}
+                          "method": "guided", "seed": "clicked (4, 1)",
+                          "field": "rows 5..12, columns 0..6 of 16x16"}
     sheet = np.asarray(saved)
     line = render.FONT_SIZE + 6  # one line of text
     assert render.FONT_SIZE >= 13  # readable
@@ -235,12 +237,21 @@ def test_save_png_writes_labels_and_the_highlights(tmp_path: Path) -> None:
     assert (title[..., :3] < 100).any(axis=2).sum() > 100  # text is written there
     frames, x = view.frames, 0
     grid_box, unit_box = view._grid_canvas.highlight_box, view._unit_canvas.highlight_box
-    expected = [frames["input"], render.outline(frames["grid"], grid_box),
-                render.outline(frames["unit"], unit_box, (0, 229, 255)), frames["projection"]]
+    field_box = view._input_canvas.highlight_box
+    assert field_box == (0, 60, 84, 96)  # rows 5..12 and columns 0..6 of 16, at 12 px each
+
+    def on_white(frame: np.ndarray) -> np.ndarray:  # a crop's transparent margin
+        return np.where(frame[..., 3:] == 0, np.uint8(255), frame)
+
+    assert (frames["projection"][..., 3] == 0).any()  # 8 x 7: a margin beside the crop
+    expected = [render.outline(frames["input"], field_box, (0, 229, 255)),
+                render.outline(frames["grid"], grid_box),
+                render.outline(frames["unit"], unit_box, (0, 229, 255)),
+                on_white(frames["projection"]), on_white(frames["patch"])]
     for frame in expected:
         height, width = frame.shape[:2]
         assert (sheet[line:2 * line, x:x + width, :3] < 100).any()  # a caption above
-        assert np.array_equal(sheet[2 * line:2 * line + height, x:x + width], frame)
+        assert np.array_equal(sheet[2 * line:2 * line + height, x:x + width], frame), x
         x += width + 8
     gx, gy, _, _ = grid_box
     assert sheet[2 * line + gy + 5, PANE + 8 + gx].tolist() == [255, 204, 0, 255]

@@ -91,9 +91,14 @@ def test_the_page_shows_exactly_the_canvases_and_the_labels(tmp_path: Path) -> N
         path = view.to_html(tmp_path / "view.html")
         page = parse(path)
         shown = view.frames
-        assert set(page.figures) == {"input", "grid", "unit", "projection"}
-        assert np.array_equal(page.figures["input"], shown["input"])
+        # with the projection cropped to the receptive field: the patch, the field outlined
+        assert set(page.figures) == {"input", "grid", "unit", "projection", "patch"}
+        field = view._input_canvas.highlight_box
+        assert field is not None
+        assert np.array_equal(page.figures["input"],
+                              render.outline(shown["input"], field, (0, 229, 255)))
         assert np.array_equal(page.figures["projection"], shown["projection"])
+        assert np.array_equal(page.figures["patch"], shown["patch"])
         ring = view._grid_canvas.highlight_box
         assert ring is not None
         assert np.array_equal(page.figures["grid"],

@@ -10,6 +10,7 @@ from torch import nn
 import ipydeepvis as dv
 from ipydeepvis import render
 from tests.nets import ConvReluPool
+from tests.widgets.field_oracle import cropped_pair, seed_field
 
 
 class FunctionalClassifier(nn.Module):
@@ -53,6 +54,13 @@ def test_the_layer_list_shows_functional_relus_and_starts_on_the_deepest() -> No
         view.unit = unit
         projection = dv.Probe(model).project(pictures[0], "conv1.relu", unit)[0]
         assert float(projection.abs().amax()) > 0
+        # cropped to the functional layer's receptive field (3 x 3), the patch beside it
+        box = seed_field(model, pictures[0], "conv1.relu", unit, "max")
+        assert box.height <= 3 and box.width <= 3  # 3 x 3, less at the border
+        cropped, patch = cropped_pair(projection, pictures[0], box)
+        assert np.array_equal(view.frames["projection"], cropped)
+        assert np.array_equal(view.frames["patch"], patch)
+        view.crop = False
         expected = render.to_rgba(render.resize_nearest(render.projection_picture(projection),
                                                         192, 192))
         assert np.array_equal(view.frames["projection"], expected)

@@ -13,7 +13,7 @@ from PIL import Image
 import ipydeepvis as dv
 from ipydeepvis import render
 from ipydeepvis.widgets.keyboard import KEY_BINDINGS, key_name
-from ipydeepvis.widgets.panes import PANE
+from tests.widgets.field_oracle import field_frame, seed_field
 from tests.widgets.test_dashboard import Classifier, make
 
 
@@ -137,11 +137,12 @@ def test_b_hides_the_projection_and_question_mark_shows_the_key_list(
 
 def projection_frame(model: torch.nn.Module, image: torch.Tensor, layer: str,
                      unit: int) -> np.ndarray:
-    """The projection pane's picture computed here: an independent probe, the same render."""
+    """The projection pane's picture computed here: an independent probe, the same render,
+    cropped to the unit's receptive field (the dashboard's default)."""
     probe = dv.Probe(model, input_shape=tuple(image.shape))
     values = probe.project(image, layer, unit, method="deconvnet", position="max")[0]
     picture = render.projection_picture(values, "raw", 1.0)
-    return render.to_rgba(render.resize_nearest(picture, PANE, PANE))
+    return field_frame(picture, seed_field(model, image, layer, unit, "max"))
 
 
 def test_f_freezes_the_projection_on_the_unit_while_the_selection_moves(
