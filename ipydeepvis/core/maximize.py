@@ -615,7 +615,19 @@ class _Run:
             calls = [0]
             stack.enter_context(self.module.register_forward_hook(self._hook(captured, calls)))
             stack.enter_context(eval_mode(self.shadow))
-            out = self._forward(start, captured, calls)
+            self.memory_format = torch.contiguous_format
+            if self.device.type == "cpu":
+                # channels-last images make a CPU conv net step about a fifth faster (oneDNN
+                # convolutions without reorders); a model that needs contiguous activations
+                # (a .view) raises on them, and then runs on contiguous images
+                try:
+                    out = self._forward(start.contiguous(memory_format=torch.channels_last),
+                                        captured, calls)
+                    self.memory_format = torch.channels_last
+                except (ModelForwardError, UnsupportedModelError):
+                    pass
+            if self.memory_format != torch.channels_last:
+                out = self._forward(start, captured, calls)
         self.spatial = tuple(out.shape[2:])
         self.out_shape = tuple(out.shape[1:])
         if out.dim() not in (2, 4):
@@ -735,7 +747,8 @@ class _Run:
 
             bar = tqdm(total=p.steps, desc=f"maximize {self.layer}", unit="step")
         stopped = False
-        current = x0 if pixels else para.inverse(x0 - mean)  # owned by the loop
+        layout = self.memory_format
+        current = x0.contiguous(memory_format=layout) if pixels else para.inverse(x0 - mean)
         shape = (n, *[1] * (current.dim() - 1))  # one number per image, broadcast
         rates = torch.full(shape, base_lr * lr_scale, dtype=self.dtype, device=self.device)
         x = x0
@@ -757,7 +770,7 @@ class _Run:
                     # 2. forward to the layer
                     leaf = current.detach().requires_grad_(True)
                     image = leaf if pixels else para.image(leaf) + mean
-                    model_input = image
+                    model_input = image if pixels else image.contiguous(memory_format=layout)
                     if transforms:
                         model_input = random_transform(image, generators, jitter=p.jitter,
                                                        scale=p.scale, rotate=p.rotate)
@@ -813,7 +826,7 @@ class _Run:
                             lr=torch.where(moving, rate.view(n), 0.0).to("cpu", torch.float64)
                             .numpy(),
                             argmax_step=first_top.copy(),
-                            images=x.to("cpu", torch.float32, copy=True) if show else None,
+                            images=_to_cpu(x) if show else None,
                         )
                         if callback(step, state) is False:
                             stopped = step < p.steps - 1
@@ -835,15 +848,15 @@ class _Run:
                             centred = clip_small_norm(v - mean, p.norm_pct)
                             centred = clip_small_contrib(centred, grad_image, p.contrib_pct)
                             v = centred + mean
-                        current = v if pixels else para.inverse(v - mean)
+                        current = v.contiguous(memory_format=layout) if pixels \
+                            else para.inverse(v - mean)
         finally:
             if bar is not None:
                 bar.close()
         return MaximizeResult(
             layer=self.layer, units=tuple(self.units), position=tuple(self.position),
             params=p,
-            images=best_images.detach().to("cpu", torch.float32, copy=True),
-            last=x.detach().to("cpu", torch.float32, copy=True),
+            images=_to_cpu(best_images), last=_to_cpu(x),
             history=_history(values_log, rate_log, moving_log, top_log, flat_target,
                              maximizing),
             stopped=stopped,
@@ -867,6 +880,12 @@ class _Run:
                    "(does the model call it only for some inputs?)")
             raise UnsupportedModelError(msg)
         return captured[0]
+
+
+def _to_cpu(images: torch.Tensor) -> torch.Tensor:
+    """A contiguous float32 CPU copy of images the loop owns (the caller may keep it)."""
+    return images.detach().to(device="cpu", dtype=torch.float32,
+                              memory_format=torch.contiguous_format, copy=True)
 
 
 def _history(values: list[torch.Tensor], rates: list[torch.Tensor], moving: list[torch.Tensor],
