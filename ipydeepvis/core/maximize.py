@@ -749,6 +749,9 @@ class _Run:
         stopped = False
         layout = self.memory_format
         current = x0.contiguous(memory_format=layout) if pixels else para.inverse(x0 - mean)
+        # the mean colour as a whole image in the images' layout: decay toward it is then one
+        # elementwise op with no broadcast over channels (slow on channels-last tensors)
+        mean_image = mean.expand(1, *x0.shape[1:]).contiguous(memory_format=layout)
         shape = (n, *[1] * (current.dim() - 1))  # one number per image, broadcast
         rates = torch.full(shape, base_lr * lr_scale, dtype=self.dtype, device=self.device)
         x = x0
@@ -839,15 +842,15 @@ class _Run:
                     # 5. step and regularize (new tensors: x stays as it was)
                     current = torch.addcmul(current, rate, grad)
                     if regularize:
-                        v = current if pixels else para.image(current) + mean
+                        v = current if pixels else para.image(current) + mean_image
                         if p.decay > 0:  # mean + (v - mean) * (1 - decay)
-                            v = v.lerp_(mean, p.decay)
+                            v = v.lerp_(mean_image, p.decay)
                         if blur is not None and step % p.blur_every == 0:
                             v = blur(v)
                         if clips:  # the clips work on centred pixels
-                            centred = clip_small_norm(v - mean, p.norm_pct)
+                            centred = clip_small_norm(v - mean_image, p.norm_pct)
                             centred = clip_small_contrib(centred, grad_image, p.contrib_pct)
-                            v = centred + mean
+                            v = centred + mean_image
                         current = v.contiguous(memory_format=layout) if pixels \
                             else para.inverse(v - mean)
         finally:
