@@ -711,11 +711,11 @@ class _Run:
         pixels = p.param == "pixel" and not p.decorrelate  # the parameters are the pixels
         maximizing = p.direction == "max"
         improves = torch.gt if maximizing else torch.lt
-        top_of = torch.argmax if maximizing else torch.argmin
+        top_of = torch.amax if maximizing else torch.amin
+        every_dim = tuple(range(1, 1 + len(self.out_shape)))
         per_image = math.prod(self.out_shape)
         within = [int(np.ravel_multi_index((u, *self.position), self.out_shape))
                   for u in self.units]
-        flat_target = torch.tensor(within, device=self.device)
         take = torch.tensor([k * per_image + i for k, i in enumerate(within)],
                             device=self.device)
         transforms = p.jitter > 0 or p.scale > 0 or p.rotate > 0
@@ -737,7 +737,8 @@ class _Run:
                                 device=self.device)
         best_images = x0
         first_top = np.full(n, -1, dtype=np.int64)  # only kept up to date for callbacks
-        seed: torch.Tensor | None = None
+        # backward from the sum of the units' values: +-1 for each (direction)
+        seed = torch.tensor(1.0 if maximizing else -1.0, dtype=self.dtype, device=self.device)
 
         captured: list[torch.Tensor] = []
         calls = [0]
@@ -781,14 +782,11 @@ class _Run:
                     if not out.requires_grad:
                         msg = f"layer {self.layer!r} does not depend on the input image"
                         raise UnsupportedModelError(msg)
-                    if seed is None:  # backward from each unit's one value (+-1: direction)
-                        seed = torch.zeros_like(out, memory_format=torch.contiguous_format)
-                        seed.view(-1)[take] = 1.0 if maximizing else -1.0
                     # 3. record (x, the clipped image, is never modified from here on)
-                    acts = out.detach()
-                    values = torch.take(acts, take)
+                    objective = torch.take(out, take)
+                    values = objective.detach()
                     values_log.append(values)
-                    top_log.append(top_of(acts.flatten(1), dim=1))
+                    top_log.append(top_of(out.detach(), dim=every_dim))
                     better = improves(values, best_value)
                     if bool(better if n == 1 else better.all()):
                         best_images, best_value = x, values
@@ -797,10 +795,10 @@ class _Run:
                         best_value = torch.where(better, values, best_value)
                     # 4. backward from the units only; the learning rate
                     wrt = [leaf, image] if need_image_grad else [leaf]
-                    grads = torch.autograd.grad(out, wrt, seed)
+                    grads = torch.autograd.grad(objective.sum(), wrt, seed)
                     grad = grads[0]
                     grad_image = grads[1] if need_image_grad else grad
-                    norm = torch.linalg.vector_norm(grad.flatten(1), dim=1)
+                    norm = torch.linalg.vector_norm(grad, dim=tuple(range(1, grad.dim())))
                     moving = norm > 0
                     if step == 0 and p.lr_scale == "auto":
                         # the first step moves the pixels by the start noise's RMS
@@ -819,7 +817,7 @@ class _Run:
                     if bar is not None:
                         bar.update(1)
                     if callback is not None:
-                        hit = (top_log[-1] == flat_target).cpu().numpy() & (first_top < 0)
+                        hit = _tops(values, top_log[-1], maximizing).cpu().numpy() & (first_top < 0)
                         first_top[hit] = step
                         show = step % every == 0 or step == p.steps - 1
                         state = MaximizeState(
@@ -860,8 +858,7 @@ class _Run:
             layer=self.layer, units=tuple(self.units), position=tuple(self.position),
             params=p,
             images=_to_cpu(best_images), last=_to_cpu(x),
-            history=_history(values_log, rate_log, moving_log, top_log, flat_target,
-                             maximizing),
+            history=_history(values_log, rate_log, moving_log, top_log, maximizing),
             stopped=stopped,
         )
 
@@ -891,14 +888,21 @@ def _to_cpu(images: torch.Tensor) -> torch.Tensor:
                               memory_format=torch.contiguous_format, copy=True)
 
 
+def _tops(values: torch.Tensor, tops: torch.Tensor, maximizing: bool) -> torch.Tensor:
+    """Where each unit's value is its layer's largest (smallest, minimizing): the layer's
+    argmax is the unit (up to exact ties, which count as the unit's)."""
+    return values >= tops if maximizing else values <= tops
+
+
 def _history(values: list[torch.Tensor], rates: list[torch.Tensor], moving: list[torch.Tensor],
-             tops: list[torch.Tensor], target: torch.Tensor, maximizing: bool) -> MaximizeHistory:
+             tops: list[torch.Tensor], maximizing: bool) -> MaximizeHistory:
     """The per-step logs as arrays: running best, first argmax step, best step; the learning
     rate is 0 where a unit's gradient was."""
-    objective = torch.stack(values).to("cpu", torch.float64).numpy()
+    stacked = torch.stack(values)
+    objective = stacked.to("cpu", torch.float64).numpy()
     signed = objective if maximizing else -objective
     best = np.maximum.accumulate(signed, axis=0)
-    hit = (torch.stack(tops) == target).cpu().numpy()
+    hit = _tops(stacked, torch.stack(tops), maximizing).cpu().numpy()
     argmax_step = np.where(hit.any(axis=0), hit.argmax(axis=0), -1).astype(np.int64)
     rate = torch.stack(rates).flatten(1)
     rate = torch.where(torch.stack(moving), rate, 0.0)
