@@ -754,6 +754,7 @@ class _Run:
         # elementwise op with no broadcast over channels (slow on channels-last tensors)
         mean_image = mean.expand(1, *x0.shape[1:]).contiguous(memory_format=layout)
         shape = (n, *[1] * (current.dim() - 1))  # one number per image, broadcast
+        image_dims = tuple(range(1, current.dim()))
         rates = torch.full(shape, base_lr * lr_scale, dtype=self.dtype, device=self.device)
         x = x0
         try:
@@ -798,7 +799,7 @@ class _Run:
                     grads = torch.autograd.grad(objective.sum(), wrt, seed)
                     grad = grads[0]
                     grad_image = grads[1] if need_image_grad else grad
-                    norm = torch.linalg.vector_norm(grad, dim=tuple(range(1, grad.dim())))
+                    norm = torch.linalg.vector_norm(grad, dim=image_dims)
                     moving = norm > 0
                     if step == 0 and p.lr_scale == "auto":
                         # the first step moves the pixels by the start noise's RMS
