@@ -692,14 +692,21 @@ class _Run:
             progress: bool) -> MaximizeResult:
         """The loop, in the module docstring's order.
 
-        Lean on purpose, since the forward and backward of a small net take a few milliseconds:
-        the images are kept as 0..1 pixels (the range clip is a scalar ``clamp_``, the forward
-        adds no mean colour, decay is one ``lerp_`` toward it); per step, a handful of small
-        tensor ops record the objective, the layer's argmax and the learning rate (stacked
-        into the history once, at the end), and nothing is read back to Python but the
-        "did any unit improve / move" flags. Nothing is allocated per step but the stepped
-        image, which then belongs to the loop (in-place regularizers), and the best image is
-        a reference to a step's image (never modified after its forward), not a copy.
+        Lean on purpose, since the forward and backward of a small net take a few milliseconds
+        (``benchmarks/bench_maximize.py`` measures it against a bare torch loop):
+
+        - the images are kept as 0..1 pixels: the range clip is a scalar ``clamp_``, the
+          forward adds no mean colour, decay is one ``lerp_`` toward a mean-colour image;
+        - on the CPU they are channels-last tensors (:meth:`__init__` checks the model takes
+          them), which oneDNN convolves without reordering;
+        - per step, a few small tensor ops record the objective, the layer's largest value and
+          the learning rate, stacked into the history once at the end; nothing is read back
+          to Python but "did a unit improve / move";
+        - the backward starts from the sum of the units' values (with the direction's sign),
+          stops at the image, and never reaches the weights;
+        - the stepped image is the only per-step allocation; the regularizers work on it in
+          place, and the best image is a reference to a step's clipped image (never modified
+          after its forward), not a copy. The blur's operators are built once per run.
         """
         p = self.params
         n = len(self.units)

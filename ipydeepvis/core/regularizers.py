@@ -9,7 +9,8 @@ separate runs would.
 ======================  =============================================================
 ``decay``               ``v * (1 - decay)``: L2 decay, a shrink toward the mean colour
 ``gaussian_blur``       the per-channel Gaussian filter of ``scipy.ndimage``
-                        (``mode='reflect'``, ``truncate=4``), the blur the paper used
+                        (``mode='reflect'``, ``truncate=4``), the blur the paper used;
+                        ``GaussianBlur`` builds it once for repeated use
 ``clip_small_norm``     pixels whose norm over colour channels is below the
                         ``pct`` percentile of the image go to the mean colour
 ``clip_small_contrib``  pixels whose |contribution| ``|sum_c -v * g|`` is below the
