@@ -61,7 +61,11 @@ bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_checkpoints.py
 	$(PY) benchmarks/bench_topk.py
 	$(PY) benchmarks/bench_analyses.py
+	$(PY) benchmarks/bench_histogram.py
 	$(PY) benchmarks/bench_maximize.py
+	$(PY) benchmarks/bench_browser.py
+	$(PY) benchmarks/bench_camera.py
+	$(PY) benchmarks/bench_relu_calls.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -13,18 +13,24 @@ from . import errors
 from .core import (
     Correspondence,
     Invariance,
+    LayerHistogram,
     LayerInfo,
     MaximizeParams,
     MaximizeResult,
     OcclusionMap,
     Probe,
     RectifierCoverage,
+    SanityCheck,
     TopK,
     TopKIndex,
+    activation_histogram,
     build_index,
     maximize_params,
+    sanity_cascade,
+    sanity_check,
     top_k,
 )
+from .core.compare import compare_projections
 from .core.correspondence import correspondence
 from .core.invariance import invariance
 from .core.maximize import maximize
@@ -34,23 +40,28 @@ from .errors import DeepVisError
 __version__ = "0.1.0"
 
 __all__ = [
+    "CameraView",
     "CheckpointSeries",
     "Correspondence",
     "DeepVis",
     "DeepVisError",
     "EpochScrubber",
     "Invariance",
+    "LayerHistogram",
     "LayerInfo",
     "MaximizeParams",
     "MaximizeResult",
     "OcclusionMap",
     "Probe",
     "RectifierCoverage",
+    "SanityCheck",
     "Shapes",
     "TopK",
     "TopKIndex",
     "__version__",
+    "activation_histogram",
     "build_index",
+    "compare_projections",
     "correspondence",
     "demo",
     "errors",
@@ -58,6 +69,8 @@ __all__ = [
     "maximize",
     "maximize_params",
     "occlusion",
+    "sanity_cascade",
+    "sanity_check",
     "top_k",
 ]
 
@@ -66,6 +79,7 @@ _LAZY = {
     "Shapes": ("ipydeepvis.data", "Shapes"),
     "demo": ("ipydeepvis.demo", ""),
     "DeepVis": ("ipydeepvis.widgets", "DeepVis"),
+    "CameraView": ("ipydeepvis.widgets", "CameraView"),
     "EpochScrubber": ("ipydeepvis.widgets", "EpochScrubber"),
 }
 

@@ -450,30 +450,43 @@ def strip_figure(strip: Any, *, cell: int = STRIP_CELL, gap: int = STRIP_GAP,
 # ---------------------------------------------------------------------- PNG files
 
 
-def check_png_path(path: str | os.PathLike[str]) -> Path:
-    """``path`` as a :class:`Path` if a PNG can be written there, else a clear error.
+def check_output_path(path: str | os.PathLike[str],
+                      suffixes: Sequence[str] = (".png",)) -> Path:
+    """``path`` as a :class:`Path` if a file with one of ``suffixes`` can be written there,
+    else a clear error naming the bad path and what is expected.
 
     Raises
     ------
     InvalidOptionError
-        When the name does not end in ``.png``, names a folder, or its folder does not exist.
+        When the name does not end in one of ``suffixes``, names a folder, or its folder does
+        not exist.
     """
+    suffix = suffixes[0]
+    kind = {".png": "pictures are saved as PNG (lossless)",
+            ".html": "views are exported as one self-contained HTML file"}.get(
+        suffix, f"files are written as {suffix}")
     try:
         target = Path(path)
     except TypeError as exc:
-        msg = f"path must be a file name ending in '.png', got {path!r}"
+        msg = f"path must be a file name ending in {suffix!r}, got {path!r}"
         raise InvalidOptionError(msg) from exc
     if target.is_dir():
-        msg = f"{str(target)!r} is a folder; give a file name ending in '.png' inside it"
+        msg = f"{str(target)!r} is a folder; give a file name ending in {suffix!r} inside it"
         raise InvalidOptionError(msg)
-    if target.suffix.lower() != ".png":
-        msg = (f"{str(target)!r} does not end in '.png'; pictures are saved as PNG "
-               "(lossless), so give a name like 'view.png'")
+    if target.suffix.lower() not in suffixes:
+        msg = (f"{str(target)!r} does not end in {suffix!r}; {kind}, so give a name like "
+               f"'view{suffix}'")
         raise InvalidOptionError(msg)
     if not target.parent.is_dir():
         msg = f"cannot write {str(target)!r}: the folder {str(target.parent)!r} does not exist"
         raise InvalidOptionError(msg)
     return target
+
+
+def check_png_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a :class:`Path` if a PNG can be written there, else a clear error
+    (:func:`check_output_path` for ``.png``)."""
+    return check_output_path(path, (".png",))
 
 
 def sheet_picture(frames: Sequence[npt.NDArray[np.uint8]], *,
@@ -611,6 +624,23 @@ def heat_rgba(values: npt.NDArray[np.float64], low: float, high: float,
     rgb[np.isnan(values)] = 128
     picture = resize_nearest(rgb.round().astype(np.uint8), *size)
     return to_rgba(picture)
+
+
+NEGATIVE_COLOR = (40, 90, 255)
+POSITIVE_COLOR = (230, 40, 40)
+
+
+def signed_rgba(values: npt.NDArray[np.float64], scale: float,
+                size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """A signed map ``(H, W)`` as colours: zero grey (as in the projections' raw display),
+    ``+scale`` red, ``-scale`` blue, linear between; resized to ``size`` nearest-neighbour."""
+    t = np.clip(np.nan_to_num(values) / scale, -1.0, 1.0)[..., None] if scale > 0 else \
+        np.zeros((*values.shape, 1))
+    grey = np.full(3, 128.0)
+    towards = np.where(t >= 0, np.array(POSITIVE_COLOR, np.float64),
+                       np.array(NEGATIVE_COLOR, np.float64))
+    rgb = grey + np.abs(t) * (towards - grey)
+    return to_rgba(resize_nearest(rgb.round().astype(np.uint8), *size))
 
 
 def blend(under: npt.NDArray[np.uint8], over: npt.NDArray[np.uint8],

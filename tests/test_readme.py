@@ -21,7 +21,8 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 # README row name -> the package in pyproject.toml / constraints.txt ("python": requires-python)
 ROWS = {"Python": "python", "torch": "torch", "torchvision": "torchvision",
-        "ipywidgets": "ipywidgets", "JupyterLab": "jupyterlab", "Voila": "voila"}
+        "ipywidgets": "ipywidgets", "JupyterLab": "jupyterlab", "Notebook": "notebook",
+        "Voila": "voila", "ipyevents": "ipyevents", "anywidget": "anywidget"}
 
 
 def _section(heading: str) -> str:

@@ -5,7 +5,9 @@ A core function can be called from a script, a test, a batch job or a widget ali
 
 from __future__ import annotations
 
+from .compare import Comparison
 from .correspondence import Correspondence
+from .histogram import LayerHistogram, ProbeHistogram, activation_histogram, probe_histogram
 from .index import TopKIndex
 from .indexing import build_index
 from .invariance import Invariance
@@ -15,6 +17,7 @@ from .occlusion import OcclusionMap
 from .probe import Probe
 from .receptive import ReceptiveField, receptive_field
 from .rectifiers import METHODS, RectifierCall, RectifierCoverage
+from .sanity import SanityCheck, sanity_cascade, sanity_check
 from .series_analysis import SeriesAnalysis
 from .topk import TopK, top_k
 
@@ -25,3 +28,6 @@ __all__ += ["Correspondence", "Invariance", "OcclusionMap"]
 __all__ += ["ReceptiveField", "TopKIndex", "build_index", "receptive_field"]
 __all__ += ["MaximizeParams", "MaximizeResult", "MaximizeState", "maximize_params"]
 __all__ += ["SeriesAnalysis"]
+__all__ += ["Comparison"]
+__all__ += ["LayerHistogram", "ProbeHistogram", "activation_histogram", "probe_histogram"]
+__all__ += ["SanityCheck", "sanity_cascade", "sanity_check"]

@@ -33,6 +33,7 @@ from ..errors import (
     UnsupportedModelError,
 )
 from .probe import Probe
+from .relu_calls import tap_functional
 from .shadow import ModelShadow
 
 __all__ = [
@@ -61,11 +62,13 @@ class _StopForward(BaseException):
 
 @dataclass(frozen=True)
 class Site:
-    """One layer to capture: a module of the shadow and which of its calls (1-based)."""
+    """One layer to capture: a module of the shadow and which of its calls (1-based), or a
+    functional ReLU (``functional_call``, see :mod:`~ipydeepvis.core.relu_calls`)."""
 
     name: str
     module: str
     call: int
+    functional_call: int | None = None
 
 
 def model_of(model_or_probe: nn.Module | Probe) -> tuple[nn.Module, Probe]:
@@ -92,7 +95,9 @@ def resolve_sites(probe: Probe, names: Sequence[str], sample: torch.Tensor) -> l
     sites = []
     for name in names:
         info = probe.layer(name)
-        if info.call is None:
+        if info.functional:
+            sites.append(Site(info.name, info.module, info.call or 1, info.functional_call))
+        elif info.call is None:
             sites.append(Site(info.name, info.name, 1))
         else:
             sites.append(Site(info.name, info.name.rpartition(":")[0], info.call))
@@ -258,9 +263,17 @@ def batched_forward(
     modules = dict(shadow.named_modules())
     by_module: dict[str, list[Site]] = {}
     for site in sites:
-        by_module.setdefault(site.module, []).append(site)
+        if site.functional_call is None:
+            by_module.setdefault(site.module, []).append(site)
+    functional = [probe.layer(site.name) for site in sites if site.functional_call is not None]
     captured: dict[str, torch.Tensor] = {}
     calls: dict[str, int] = {}
+
+    def capture(name: str, out: torch.Tensor) -> None:
+        keep = reducers[-1].get(name)
+        captured[name] = keep(out) if keep is not None else out.clone()
+        if not output and len(captured) == len(sites):
+            raise _StopForward
 
     def hook(module_name: str) -> Callable[..., None]:
         def record(_module: nn.Module, _args: Any, out: Any) -> None:
@@ -271,10 +284,7 @@ def batched_forward(
                 if not isinstance(out, torch.Tensor):
                     msg = f"layer {site.name!r} returned {type(out).__name__}, not a tensor"
                     raise UnsupportedModelError(msg)
-                keep = reducers[-1].get(site.name)
-                captured[site.name] = keep(out) if keep is not None else out.clone()
-            if not output and len(captured) == len(sites):
-                raise _StopForward
+                capture(site.name, out)
 
         return record
 
@@ -285,7 +295,8 @@ def batched_forward(
         result = None
         reducers.append(reducers[0] if reduce is None else by_site(reduce))
         try:
-            result = shadow(batch.to(device, dtype))
+            with tap_functional(functional, lambda info, out: capture(info.name, out)):
+                result = shadow(batch.to(device, dtype))
         except _StopForward:
             pass
         except DeepVisError:

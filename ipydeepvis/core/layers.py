@@ -1,6 +1,8 @@
 """Layers of a model as the rest of ipydeepvis addresses them.
 
-A layer is one *call* of a module that returns a tensor. Its name is the module's dotted path
+A layer is one *call* of a module that returns a tensor, or one ReLU written as a function
+call in a ``forward`` (``F.relu(self.conv1(x))`` is the layer ``"conv1.relu"``; see
+:mod:`~ipydeepvis.core.relu_calls`). Its name is the module's dotted path
 in ``model.named_modules()`` (``"features.3"``, ``"layer1.0.conv1"``). A module that a
 ``forward`` calls several times (torchvision ResNet's shared ``relu``) has one layer per call,
 named with a 1-based call index: ``"layer1.0.relu:1"``, ``"layer1.0.relu:2"``. Pure containers
@@ -18,7 +20,7 @@ from torch import nn
 
 from ..errors import LayerNotFoundError, close_matches
 
-__all__ = ["LayerInfo", "layer_kind", "module_layers", "resolve_layer"]
+__all__ = ["LayerInfo", "default_layer", "layer_kind", "module_layers", "resolve_layer"]
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _ACTIVATIONS = (
@@ -74,7 +76,14 @@ class LayerInfo:
         Per-sample output shape, ``(C, H, W)`` or ``(F,)``; None until the probe has seen an
         input (give ``input_shape=`` to the probe to know it at once).
     call : int or None
-        1-based call index for a module called more than once per forward, else None.
+        1-based call index for a module (or functional ReLU name) called more than once per
+        forward, else None.
+    functional_call : int or None
+        For a ReLU written as a function call in a ``forward`` (``F.relu``, ``torch.relu``,
+        ``x.relu_()``; see :mod:`~ipydeepvis.core.relu_calls`): which ReLU call of the forward
+        pass it is, 1-based, counting every ReLU call (module or functional) in call order.
+        Its ``module`` is then the name without ``:call`` (no module of that name exists) and
+        its ``type`` is ``"relu()"``. None for module layers.
     """
 
     name: str
@@ -84,6 +93,12 @@ class LayerInfo:
     channels: int | None
     shape: tuple[int, ...] | None = None
     call: int | None = None
+    functional_call: int | None = None
+
+    @property
+    def functional(self) -> bool:
+        """True for a ReLU written as a function call (no module to hook)."""
+        return self.functional_call is not None
 
 
 def layer_kind(module: nn.Module) -> str:
@@ -141,6 +156,15 @@ def traced_layer(module_name: str, module: nn.Module, call: int | None,
                      shape, call)
 
 
+def functional_layer(name: str, number: int, shape: tuple[int, ...]) -> LayerInfo:
+    """The :class:`LayerInfo` of a functional ReLU call named ``name`` (``"conv1.relu"``,
+    ``"relu:2"``), the ``number``-th ReLU call of the forward pass."""
+    stem, _, index = name.rpartition(":")
+    call = int(index) if stem and index.isdigit() else None
+    return LayerInfo(name, stem if call is not None else name, "relu", "relu()",
+                     shape[0] if shape else None, shape, call, number)
+
+
 def resolve_layer(name: object, layers: Sequence[LayerInfo]) -> LayerInfo:
     """Find the layer called ``name``, or raise an error that lists what would work.
 
@@ -181,3 +205,28 @@ def _examples(layers: Iterable[LayerInfo]) -> str:
     names = [layer.name for layer in layers]
     shown = names[:3] + (["..."] if len(names) > 3 else [])
     return ", ".join(repr(n) if n != "..." else n for n in shown)
+
+
+def default_layer(layers: Sequence[LayerInfo], *, modules: bool = True) -> LayerInfo | None:
+    """The layer a viewer starts on: the deepest conv layer's rectified output, whose units can
+    fire (a conv layer itself is pre-ReLU, so a unit with negative values everywhere shows
+    nothing), else the deepest conv layer, else None.
+
+    ``layers`` in call order. A conv's rectified output is the first ReLU after it with a map of
+    the same shape, with only norm or other layers of that shape between; with
+    ``modules=False`` only a functional ReLU counts (``F.relu``: a layer the model's own module
+    tree does not name), and a conv followed by an ``nn.ReLU`` module is its own default.
+    """
+    best: LayerInfo | None = None
+    for i, layer in enumerate(layers):
+        if layer.kind != "conv" or layer.shape is None or len(layer.shape) != 3:
+            continue
+        best = layer
+        for after in layers[i + 1:]:
+            if after.shape != layer.shape or after.kind not in ("relu", "norm", "other"):
+                break
+            if after.kind == "relu":
+                if modules or after.functional:
+                    best = after
+                break
+    return best

@@ -75,9 +75,11 @@ import torch
 from torch import nn
 
 from ..errors import InvalidOptionError, ModelForwardError, UnsupportedModelError
+from .layers import LayerInfo
 from .parametrization import PARAMETRIZATIONS, Parametrization, centre_position
 from .probe import Probe
 from .regularizers import GaussianBlur, clip_small_contrib, clip_small_norm
+from .relu_calls import tap_functional
 from .seeds import check_position, check_units
 from .shadow import ModelShadow, eval_mode
 from .transforms import random_transform
@@ -603,17 +605,21 @@ class _Run:
         info = probe.layer(name)
         self.layer = info.name
         self.call = info.call or 1
+        self.info = info
         self.shadow, _key = ModelShadow(model).current()
         modules = dict(self.shadow.named_modules())
-        if info.module not in modules:
+        if not info.functional and info.module not in modules:
             msg = (f"layer {info.name!r} names module {info.module!r}, which the model's "
                    "unwrapped module tree does not have; pass the inner model")
             raise UnsupportedModelError(msg)
-        self.module = modules[info.module]
+        # a functional ReLU has no module: _forward finds its call with tap_functional
+        self.module = None if info.functional else modules[info.module]
         with ExitStack() as stack, torch.no_grad():
             captured: list[torch.Tensor] = []
             calls = [0]
-            stack.enter_context(self.module.register_forward_hook(self._hook(captured, calls)))
+            if self.module is not None:
+                stack.enter_context(self.module.register_forward_hook(
+                    self._hook(captured, calls)))
             stack.enter_context(eval_mode(self.shadow))
             self.memory_format = torch.contiguous_format
             if self.device.type == "cpu":
@@ -766,8 +772,9 @@ class _Run:
         x = x0
         try:
             with ExitStack() as stack:
-                stack.enter_context(self.module.register_forward_hook(
-                    self._hook(captured, calls)))
+                if self.module is not None:
+                    stack.enter_context(self.module.register_forward_hook(
+                        self._hook(captured, calls)))
                 stack.enter_context(eval_mode(self.shadow))
                 stack.enter_context(torch.enable_grad())  # the steps below build no graph
                 for step in range(p.steps):
@@ -875,8 +882,17 @@ class _Run:
         """Run the shadow on ``x`` until the layer's hook captures its output."""
         calls[0] = 0
         captured.clear()
+
+        def capture(_info: LayerInfo, output: torch.Tensor) -> None:
+            captured.append(output)
+            raise _Stop
+
         try:
-            self.shadow(self._model_input(x))
+            if self.module is not None:  # a module layer: its forward hook stops the pass
+                self.shadow(self._model_input(x))
+            else:
+                with tap_functional([self.info], capture):
+                    self.shadow(self._model_input(x))
         except _Stop:
             pass
         except Exception as exc:

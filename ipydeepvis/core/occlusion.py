@@ -256,8 +256,8 @@ def occlusion(
     def windowed(shadow: nn.Module, sample: torch.Tensor, sites: list[Site]) -> None:
         if not local or ph * pw >= h * w:
             return
-        if sites and sites[0].call != 1:  # the unit is a later call of a reused module
-            return
+        if sites and (sites[0].call != 1 or sites[0].functional_call is not None):
+            return  # a later call of a reused module, or a functional ReLU: no module to end on
         install_local_chain(shadow, sample, boxes, last=sites[0].module if sites else None)
 
     with batched_forward(model_or_probe, layers, image, output=not unit_target,

@@ -21,6 +21,7 @@ import itertools
 import math
 import operator
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -38,8 +39,16 @@ from ..errors import (
     UnsupportedModelError,
     WeightsChangedError,
 )
-from .layers import LayerInfo, is_layer_module, module_layers, resolve_layer, traced_layer
+from .layers import (
+    LayerInfo,
+    functional_layer,
+    is_layer_module,
+    module_layers,
+    resolve_layer,
+    traced_layer,
+)
 from .rectifiers import METHODS, RectifierCoverage, RectifierRules, RuleSwitch
+from .relu_calls import ReluCalls, functional_names, functional_stem
 from .seeds import build_seeds, check_units
 from .shadow import ModelShadow, WeightsKey, eval_mode
 
@@ -501,12 +510,24 @@ class Probe:
         With ``reduce`` (batch scans), a captured output is replaced by ``reduce(output)``."""
         wanted = None if names is None else set(names)
         traced = self._traced if self._traced_layout == key.layout else None
-        reused = {layer.module for layer in traced or [] if layer.call is not None}
+        reused = {layer.module for layer in traced or []
+                  if layer.call is not None and not layer.functional}
         reused_sites = {layer.name for layer in traced or [] if layer.call is not None}
+        traced_relus = {layer.functional_call: layer for layer in traced or [] if layer.functional}
+        # A pass that may become the trace names the functional ReLUs it meets; it needs to
+        # know which layer produced each ReLU's input (weakly held: no tensor is kept alive).
+        naming = graph or wanted is None
+        # ReLU calls are watched (a TorchFunctionMode: one Python call per torch op) in a pass
+        # that may find new ones, or that reads one; a model traced without any is not watched
+        watch = (naming and (traced is None or bool(traced_relus))) or any(
+            layer.name in (wanted or ()) for layer in traced_relus.values())
+        produced: dict[int, tuple[str, weakref.ref[torch.Tensor]]] = {}
         seen: set[str] = set()
         calls: dict[str, int] = {}
         stack: list[tuple[str, nn.Module, int]] = []  # running modules and their call index
-        raw: list[tuple[str, nn.Module, int, Any, tuple[int, ...]]] = []
+        # (module name or ReLU stem, module or None for a functional ReLU, call index or ReLU
+        #  number, kept output, per-sample shape)
+        raw: list[tuple[str, nn.Module | None, int, Any, tuple[int, ...]]] = []
         modules = [(n, m) for n, m in model.named_modules() if is_layer_module(n, m)]
         if not graph and wanted is not None:  # a batch scan: hook only the layers asked for
             wanted_modules = {name.rpartition(":")[0] if name in reused_sites else name
@@ -548,8 +569,39 @@ class Probe:
                     raise _StopForward
                 # The next op may be in place (ReLU(inplace=True), out += identity): it gets
                 # a copy, so what we captured keeps its value and its graph.
-                return output.clone() if graph else None
+                onward = output.clone() if graph else output
+                if naming and watch:
+                    produced[id(onward)] = (name, weakref.ref(onward))
+                return onward if graph else None
             return hook
+
+        def on_relu(number: int, x: Any, output: torch.Tensor) -> torch.Tensor | None:
+            """A ReLU call: capture it if it is a functional layer (as ``post_hook`` does)."""
+            known = traced_relus.get(number)
+            if naming:
+                site, _call, module_call = current_site()
+                if module_call:
+                    return None  # an nn.ReLU module's own call: that module is the layer
+                source = produced.get(id(x))
+                producer = source[0] if source is not None and source[1]() is x else None
+                stem = functional_stem(producer, "" if site == "<model>" else site)
+            elif known is None:
+                return None
+            else:
+                stem = known.module
+            layer = known.name if known is not None else None
+            if not graph and wanted is not None and layer not in wanted:
+                return None
+            if graph:
+                kept: Any = output
+            else:
+                kept = reduce(output) if reduce is not None else output.clone()
+            raw.append((stem, None, number, kept, tuple(output.shape[1:])))
+            if layer is not None:
+                seen.add(layer)
+                if wanted is not None and wanted <= seen:
+                    raise _StopForward
+            return output.clone() if graph else None
 
         stopped = False
         result = None
@@ -562,6 +614,8 @@ class Probe:
                 hooks.enter_context(rules)
             else:
                 hooks.enter_context(torch.no_grad())
+            if watch:
+                hooks.enter_context(ReluCalls(on_relu))  # outside the rules: sees model calls
             try:
                 result = model(leaf)
             except _StopForward:
@@ -577,13 +631,24 @@ class Probe:
                 raise ModelForwardError(msg) from exc
 
         multi = reused | {name for name, count in calls.items() if count > 1}
+        complete = not stopped and (graph or wanted is None)
+        relu_names = functional_names(
+            [stem for stem, module, *_ in raw if module is None],
+            (name for name, _ in model.named_modules()))
+        relu_index = 0
         outputs: dict[str, Any] = {}
         layers: list[LayerInfo] = []
         for name, module, call, kept, shape in raw:
-            info = traced_layer(name, module, call if name in multi else None, shape)
+            if module is not None:
+                info = traced_layer(name, module, call if name in multi else None, shape)
+            else:
+                known = traced_relus.get(call)
+                fresh = relu_names[relu_index]
+                relu_index += 1
+                info = functional_layer(known.name if known is not None and not complete
+                                        else fresh, call, shape)
             outputs[info.name] = kept
             layers.append(info)
-        complete = not stopped and (graph or wanted is None)
         if complete:
             self._traced = layers
             self._traced_layout = key.layout

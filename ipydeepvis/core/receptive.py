@@ -27,7 +27,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import InvalidInputError, PositionOutOfRangeError, UnsupportedModelError
+from .layers import LayerInfo
 from .probe import Probe
+from .relu_calls import tap_functional
 from .shadow import ModelShadow
 from .topk import as_probe, resolve_layers
 
@@ -124,7 +126,8 @@ class ReceptiveField:
             info = self.probe.layer(name)
             module_name = name.rpartition(":")[0] if info.call is not None else name
             x = torch.ones(1, *self.input_shape, dtype=torch.float64, requires_grad=True)
-            self._graph = (name, x, _forward_to(shadow, module_name, info.call or 1, x))
+            self._graph = (name, x, _forward_to(shadow, module_name, info.call or 1, x,
+                                                functional=info if info.functional else None))
         _name, x, output = self._graph
         spatial = tuple(output.shape[2:])
         seeds = torch.zeros(len(positions), *output.shape, dtype=torch.float64)
@@ -171,9 +174,10 @@ class _StopForward(BaseException):
     """Raised once the layer's output is captured (never escapes this module)."""
 
 
-def _forward_to(shadow: nn.Module, module_name: str, call: int, x: torch.Tensor
-                ) -> torch.Tensor:
-    """The surrogate's output at ``module_name``'s ``call``-th call, with its graph."""
+def _forward_to(shadow: nn.Module, module_name: str, call: int, x: torch.Tensor,
+                functional: LayerInfo | None = None) -> torch.Tensor:
+    """The surrogate's output at ``module_name``'s ``call``-th call (or at the ``functional``
+    ReLU layer), with its graph."""
     one = torch.ones((), dtype=torch.float64)  # expanded views: no memory until a layer runs
     params = {n: one.expand(p.shape) for n, p in shadow.named_parameters()}
     buffers = {n: b.double() if b.is_floating_point() else b
@@ -187,16 +191,23 @@ def _forward_to(shadow: nn.Module, module_name: str, call: int, x: torch.Tensor
             captured.append(output)
             raise _StopForward
 
+    def relu_hook(_info: LayerInfo, output: torch.Tensor) -> None:
+        captured.append(output)
+        raise _StopForward
+
     flags = [(m, m.training) for m in shadow.modules()]
-    handle = shadow.get_submodule(module_name).register_forward_hook(hook)
+    handle = None if functional is not None else \
+        shadow.get_submodule(module_name).register_forward_hook(hook)
     try:
         shadow.eval()
-        with torch.enable_grad(), _Linearised():
+        with torch.enable_grad(), _Linearised(), \
+                tap_functional([functional] if functional else [], relu_hook):
             torch.func.functional_call(shadow, {**params, **buffers}, (x,))
     except _StopForward:
         pass
     finally:
-        handle.remove()
+        if handle is not None:
+            handle.remove()
         for module, training in flags:
             module.training = training
     if not captured:

@@ -41,6 +41,7 @@ __all__ = [
     "RectifierCoverage",
     "RectifierRules",
     "RuleSwitch",
+    "relu_call",
 ]
 
 METHODS: tuple[str, ...] = ("deconvnet", "guided", "gradient")
@@ -69,6 +70,21 @@ _OTHER_ACTIVATIONS: dict[Any, str] = {
     F.prelu: "prelu",
     torch.prelu: "prelu",
 }
+
+
+
+def relu_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+              ) -> tuple[Any, bool] | None:
+    """``(input, in place)`` when ``func(*args, **kwargs)`` is a ReLU call (any spelling),
+    else None."""
+    if func not in _RELU_OUT_OF_PLACE and func not in _RELU_IN_PLACE:
+        return None
+    x = args[0] if args else kwargs.get("input")
+    inplace = func in _RELU_IN_PLACE or bool(
+        kwargs.get("inplace", args[1] if len(args) > 1 else False)
+    )
+    return x, inplace
+
 
 _UNTOUCHED_NOTE = (
     "kept its ordinary gradient: the deconvnet and guided-backprop rules are defined "
@@ -203,11 +219,9 @@ class RectifierRules(TorchFunctionMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        if func in _RELU_OUT_OF_PLACE or func in _RELU_IN_PLACE:
-            x = args[0] if args else kwargs["input"]
-            inplace = func in _RELU_IN_PLACE or bool(
-                kwargs.get("inplace", args[1] if len(args) > 1 else False)
-            )
+        relu = relu_call(func, args, kwargs)
+        if relu is not None:
+            x, inplace = relu
             site, call, module_call = self.current_site()
             self.calls.append((site, call, "relu_" if inplace else "relu", module_call, True))
             if torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad:

@@ -32,11 +32,23 @@ from ..errors import (
     ModelForwardError,
     UnitOutOfRangeError,
 )
+from .layers import LayerInfo
 from .probe import Probe
+from .relu_calls import tap_functional
 from .shadow import ModelShadow
 from .sources import DataSource, Preprocess
 
-__all__ = ["Entry", "LayerScan", "TopK", "top_k", "top_k_many"]
+__all__ = ["Entry", "LayerScan", "TopK", "never_fired", "top_k", "top_k_many"]
+
+
+def never_fired(unit_max: torch.Tensor) -> torch.Tensor:
+    """Which units are dead, from each unit's largest activation over a set of images.
+
+    The one rule every dead-unit count uses (:meth:`TopK.dead_fraction`, the epoch scrubber's
+    curves, the activation histogram): a unit is dead when it never exceeded zero, so after a
+    ReLU it would be zero on every image and position.
+    """
+    return unit_max <= 0
 
 
 class Entry(NamedTuple):
@@ -95,7 +107,7 @@ class TopK:
 
     def dead_fraction(self) -> float:
         """Fraction of units that never exceeded zero on any image scanned."""
-        return float((self.values[:, 0] <= 0).float().mean())
+        return float(never_fired(self.values[:, 0]).float().mean())
 
     def entries(self, unit: int) -> list[Entry]:
         """The top images of ``unit``, strongest first (fewer than ``k`` if fewer were seen).
@@ -320,8 +332,12 @@ class Scanner:
     def __init__(self, probe: Probe, layers: Sequence[str]) -> None:
         self.names = list(layers)
         self.sites: dict[str, list[tuple[str, int]]] = {}  # module -> [(layer, call)]
+        self.functional: list[LayerInfo] = []  # ReLUs written as calls: no module to hook
         for name in self.names:
             info = probe.layer(name)
+            if info.functional:
+                self.functional.append(info)
+                continue
             module = name.rpartition(":")[0] if info.call is not None else name
             self.sites.setdefault(module, []).append((name, info.call or 1))
         self.shadow = ModelShadow(probe.model)
@@ -361,10 +377,13 @@ class Scanner:
                 layer = targets.get(call)
                 if layer is None or not isinstance(output, torch.Tensor):
                     return
-                found[layer] = _strongest(output, (floors or {}).get(layer))
-                if len(found) == wanted:
-                    raise _StopForward
+                keep(layer, output)
             return hook
+
+        def keep(layer: str, output: torch.Tensor) -> None:
+            found[layer] = _strongest(output, (floors or {}).get(layer))
+            if len(found) == wanted:
+                raise _StopForward
 
         if shadow is not self._evaluated:  # the scan's own shadow: eval once, never the user's
             shadow.eval()
@@ -373,6 +392,8 @@ class Scanner:
             for module_name in self.sites:
                 module = shadow.get_submodule(module_name)
                 hooks.enter_context(module.register_forward_hook(hook_for(module_name)))
+            hooks.enter_context(tap_functional(self.functional,
+                                               lambda info, output: keep(info.name, output)))
             try:
                 shadow(batch)
             except _StopForward:

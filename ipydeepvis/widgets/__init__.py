@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from .camera import CameraView
 from .dashboard import DeepVis
 from .epochs import EpochScrubber
 from .tiles import TileCanvas
 
-__all__ = ["DeepVis", "EpochScrubber", "TileCanvas"]
+__all__ = ["CameraView", "DeepVis", "EpochScrubber", "TileCanvas"]

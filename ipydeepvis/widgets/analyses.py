@@ -111,12 +111,12 @@ class JobPane(Pane):
         """Runs on the pane's worker: draw the cached result, or compute it when asked."""
         view = self.view
         state = view._snapshot()
-        key = (self.key(state), view._generation)
+        key = (self.key(state), view._generation, view._image_stamp(state.image_index))
         cached = self.cache.get(key)
         if cached is not None:
             self._show(cached, state, "from the cache")
             return
-        if "run" not in parts and not self.auto:
+        if "run" not in parts and not (self.auto and self.view.tab_shown(self.name)):
             self.result, self.state = None, state
             self.clear()
             self.status.value = "not computed for this selection yet: press <b>Run</b>"

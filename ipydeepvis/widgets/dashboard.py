@@ -28,6 +28,7 @@ from traitlets import Float, Int, TraitError, Tuple, Unicode, observe, validate
 from .. import render
 from ..checkpoints import CheckpointSeries
 from ..core import METHODS, Probe
+from ..core.layers import default_layer
 from ..errors import (
     InvalidInputError,
     InvalidOptionError,
@@ -36,8 +37,13 @@ from ..errors import (
 )
 from ._base import LatestWins, close_widget_tree, report_error
 from .analyses import ANALYSIS_PANES
+from .camera import CameraFeed, CameraView
+from .compare import ComparePane
 from .epochs import EpochScrubber
+from .histogram import HistogramPane
+from .keyboard import KEY_BINDINGS, KeyboardNav
 from .panes import DEFAULT_PANES, GRID_WIDTH, PANE, InputPane, Pane, ViewState
+from .sanity import SanityPane
 from .tiles import TileCanvas
 
 __all__ = ["DeepVis"]
@@ -94,17 +100,31 @@ class DeepVis(widgets.VBox):
         What the dashboard shows: by default the main row
         (:data:`~ipydeepvis.widgets.panes.DEFAULT_PANES`) and the analyses in tabs below it
         (:data:`~ipydeepvis.widgets.analyses.ANALYSIS_PANES`).
+    compare : nn.Module, optional
+        Another model with the same layer names (e.g. a fine-tuned copy): adds the compare
+        pane, showing the selected unit's projection in both and their difference. With
+        ``checkpoints`` the pane compares saved epochs without it.
     weights_note : str, optional
         A warning shown above the predictions (the ``weights_note`` trait), e.g.
         ``"untrained weights"`` for a torchvision model built with ``weights=None``, whose
         top-5 classes mean nothing.
+    camera : bool
+        Add the browser's camera as an image source (see :meth:`add_camera`).
 
     Notes
     -----
     Call :meth:`close` when done with a view: it stops its threads and frees its widgets, the
     recorded forward pass and any model copy. After training the model in the same kernel,
     :meth:`refresh` redraws everything with the new weights.
+
+    With the pointer over the pictures, keys move through the layers (up/down), units
+    (left/right; Shift+up/down a grid row), images (Page Up/Down), cycle the method (``m``) and
+    seed (``s``), hide the projection (``b``), freeze it on the current unit (``f``) and show
+    the list (``?``): :attr:`key_bindings`, handled by :attr:`keyboard`.
     """
+
+    key_bindings = KEY_BINDINGS
+    """Key -> what it does (read-only; ``keys`` is ipywidgets' list of synced traits)."""
 
     layer = Unicode(help="Name of the layer shown (as in probe.layers)").tag(sync=True)
     unit = Int(0, help="Selected unit (channel) of the layer").tag(sync=True)
@@ -140,6 +160,8 @@ class DeepVis(widgets.VBox):
         panes: Sequence[type[Pane]] | None = None,
         index: Any = None,
         weights_note: str | None = None,
+        compare: nn.Module | None = None,
+        camera: bool = False,
     ) -> None:
         super().__init__()
         self._ready = False
@@ -148,12 +170,22 @@ class DeepVis(widgets.VBox):
         self.scrubber: EpochScrubber | None = None
         self.panes: dict[str, Pane] = {}
         self._coverage: Any = None
+        self._compare_model = compare
+        self._camera: CameraFeed | None = None
         if weights_note is not None:
             self.weights_note = weights_note
         try:
             self._index = _load_index(index)
+            if compare is not None and not isinstance(compare, nn.Module):
+                msg = f"compare must be a torch.nn.Module, got {type(compare).__name__}"
+                raise UnsupportedModelError(msg)
+            default = (*DEFAULT_PANES, *ANALYSIS_PANES, HistogramPane, SanityPane)
+            if compare is not None or checkpoints is not None:
+                default = (*default, ComparePane)
             self._setup(model, images, checkpoints, classes, preprocess, max_images,
-                        probe_size, threaded, panes or (*DEFAULT_PANES, *ANALYSIS_PANES))
+                        probe_size, threaded, panes or default)
+            if camera:
+                self.add_camera()
         except BaseException:
             self.close()  # a failed constructor leaves no thread, widget or copy behind
             raise
@@ -189,8 +221,10 @@ class DeepVis(widgets.VBox):
             msg = "the model has no layer with (C, H, W) or (F,) outputs to show"
             raise InvalidInputError(msg)
         self._check_classes()
-        convs = [n for n, layer in self._layers.items() if layer.kind == "conv"]
-        start_layer = convs[-1] if convs else next(iter(self._layers))
+        # the deepest conv, or its rectified output where the ReLU is a function call (F.relu):
+        # its units can fire. (modules=True would also start nn.ReLU nets on their ReLU.)
+        start = default_layer(list(self._layers.values()), modules=False)
+        start_layer = start.name if start is not None else next(iter(self._layers))
         if series is not None:
             self.scrubber = EpochScrubber(series, images, layer=start_layer,
                                           units=self._strip_units(start_layer, 0),
@@ -215,6 +249,7 @@ class DeepVis(widgets.VBox):
                              lazy=True)
             for name, pane in self.panes.items() if getattr(pane, "own_worker", False)}
         self._build_controls()
+        self.keyboard = KeyboardNav(self)
         self.layer = start_layer
         style = widgets.HTML(STYLE, layout=widgets.Layout(display="none"))
         self.children = [style, self._controls, self._layout_panes(), self._status,
@@ -360,7 +395,8 @@ class DeepVis(widgets.VBox):
         pane = self.panes[name]
         # nothing computed yet and nothing to compute without Run: say so without a thread
         # (an auto pane computes on "show", which belongs on its worker)
-        if not run and not worker.started and not getattr(pane, "auto", False):
+        if not run and not worker.started and not (getattr(pane, "auto", False)
+                                                   and self.tab_shown(name)):
             try:
                 pane.job({"show"})  # type: ignore[attr-defined]
             except Exception as exc:
@@ -438,11 +474,17 @@ class DeepVis(widgets.VBox):
         if probe is not None:
             probe.clear()
         self._model = None
+        self._camera = None
         self._results = {}
         self._job_maps = None
         self._worker = None
         self._source = None
+        for pane in getattr(self, "panes", {}).values():
+            pane.release()
+        self._compare_model = None
         extra = [p.widget for p in getattr(self, "panes", {}).values() if p.widget is not None]
+        if getattr(self, "keyboard", None) is not None:
+            self.keyboard.close()
         close_widget_tree(self, *extra)
 
     def save_png(self, path: str | Path) -> Path:
@@ -459,11 +501,49 @@ class DeepVis(widgets.VBox):
         path = render.check_png_path(path)
         self.wait()
         labels = self.labels()
+        shown = self._captioned_frames()
+        frames, captions = [f for _, f, _ in shown], [c for _, _, c in shown]
+        text = dict(labels)
+        if self.keyboard.frozen is not None:
+            text["frozen"] = "unit {1} of {0}".format(*self.keyboard.frozen)
+        title = "  ·  ".join(f"{key} {value}" for key, value in labels.items())
+        return render.save_png_sheet(frames, path, labels=captions, font_size=render.FONT_SIZE,
+                                     title=title, text=text)
+
+    def to_html(self, path: str | Path) -> Path:
+        """Write the current view as one self-contained HTML file that needs no kernel.
+
+        The page shows what the canvases show (input, activation grid with the selected unit
+        ringed, the enlarged unit with its marker, the projection) as lossless PNGs with
+        their captions, the labels of :meth:`labels`, the predictions and, with checkpoints,
+        the labelled evolution strip (current epoch outlined) and the saved metrics as a
+        table. Open it from disk in any browser, attach it to a report.
+        """
+        from ..export import Figure, Section, write_html
+
+        if self._closed:
+            msg = "this DeepVis view is closed; build a new one to export it"
+            raise ViewClosedError(msg)
+        render.check_output_path(path, (".html", ".htm"))
+        self.wait()
+        figures = [Figure(frame, caption, name) for name, frame, caption in
+                   self._captioned_frames()]
+        predictions = self._predictions.value if "input" in self.panes else ""
+        sections = [Section("", figures, predictions)]
+        if self.scrubber is not None:
+            sections.append(self._strip_section())
+        return write_html(path, "ipydeepvis view", self.labels(), sections)
+
+    def _captioned_frames(self) -> list[tuple[str, npt.NDArray[np.uint8], str]]:
+        """``(pane, frame, caption)`` of the main row as shown (grid ring drawn in)."""
         scale = "own scale" if self.unit_scale == "unit" else "layer scale"
-        shown, frames, captions = self.frames, [], []
+        shown, out = self.frames, []
+        method = self.labels()["method"]
+        if self.keyboard.frozen is not None:  # key f: the projection is another unit's
+            method += f", frozen unit {self.keyboard.frozen[1]}"
         for name, caption in [("input", f"image {self.image_index}"), ("grid", "activations"),
                               ("unit", f"unit {self.unit}, {scale}"),
-                              ("projection", labels["method"])]:
+                              ("projection", method)]:
             frame = shown.get(name)
             if frame is None:
                 continue
@@ -471,11 +551,25 @@ class DeepVis(widgets.VBox):
             if canvas is not None and name in ("grid", "unit") and canvas.highlight_box:
                 frame = render.outline(frame, canvas.highlight_box,
                                        _rgb(canvas.highlight_color))
-            frames.append(frame)
-            captions.append(caption)
-        title = "  ·  ".join(f"{key} {value}" for key, value in labels.items())
-        return render.save_png_sheet(frames, path, labels=captions, font_size=render.FONT_SIZE,
-                                     title=title, text=labels)
+            out.append((name, frame, caption))
+        return out
+
+    def _strip_section(self) -> Any:
+        """The evolution strip (labelled, current epoch outlined) and the metrics table."""
+        from ..export import Figure, Section, metrics_table
+        from .epochs import metric_curves
+
+        assert self.scrubber is not None
+        strip = self.scrubber.strip
+        figures = []
+        if strip is not None:
+            figures.append(Figure(render.strip_figure(strip), f"feature evolution: layer "
+                                  f"{strip.layer}, deconvnet | image patch per saved epoch",
+                                  "strip"))
+        curves = metric_curves(getattr(self.scrubber.series, "metrics", None))
+        table = metrics_table(curves) or "<p>no metrics saved with these checkpoints</p>"
+        return Section(f"saved epochs: {', '.join(map(str, self.scrubber.epochs))}",
+                       figures, table)
 
     def labels(self) -> dict[str, str]:
         """What the view shows, in words: layer, unit (with its class name on the logit
@@ -536,6 +630,36 @@ class DeepVis(widgets.VBox):
         self._request("thumbnails")
         self.image_index = len(self._images) - 1
         return self.image_index
+
+    def add_camera(self, camera: CameraView | None = None) -> CameraView:
+        """Add the browser's camera (a :class:`~ipydeepvis.widgets.camera.CameraView`) under
+        the input pane: its frames become the "camera" image, which the dashboard follows
+        while it is selected (newest frame wins, none are queued). Returns the camera widget;
+        it starts with its start button (or ``camera.running = True``)."""
+        if self._closed:
+            msg = "this DeepVis view is closed; build a new one to add a camera"
+            raise ViewClosedError(msg)
+        if self._camera is not None:
+            return self._camera.camera
+        camera = camera if camera is not None else CameraView()
+        camera.frame_size = max(int(s) for s in self._images[0].shape[-2:])
+        self._camera = CameraFeed(self, camera)
+        pane = self.panes.get("input")
+        if isinstance(pane, InputPane) and isinstance(pane.widget, widgets.Box):
+            children = list(pane.widget.children)
+            children.insert(children.index(pane.upload) + 1, camera)
+            pane.widget.children = children
+        else:
+            self.children = [camera, *self.children]
+        return camera
+
+    def _image_stamp(self, index: int) -> int:
+        """Which picture image ``index`` holds: the camera frame's id for the camera image
+        (it is replaced by every frame), else 0; analyses cache their results under it."""
+        feed = self._camera
+        if feed is None or feed.index != index:
+            return 0
+        return feed.shown or 0
 
     def __repr__(self) -> str:
         if self._closed:
@@ -653,13 +777,38 @@ class DeepVis(widgets.VBox):
             flex=f"1 1 {MIN_GRID + PANE + 16}px", flex_flow="row nowrap"))
         row = widgets.HBox([c for c in (left, together) if c.children],
                            layout=widgets.Layout(flex_flow="row wrap"))
+        row = self.keyboard.wrap(row)  # the keys act while the pointer is over the pictures
         extra = [p for p in self.panes.values() if p.column is None]
         if not extra:
             return row
         tabs = widgets.Tab(children=[p.widget for p in extra])
         for i, pane in enumerate(extra):
             tabs.set_title(i, pane.title or pane.name)
+        self._tabs, self._tab_names = tabs, [p.name for p in extra]
+        tabs.observe(self._tab_selected, names="selected_index")
         return widgets.VBox([row, tabs])
+
+    def show_tab(self, name: str) -> None:
+        """Bring the analysis tab of pane ``name`` to the front (what clicking its title
+        does)."""
+        names = getattr(self, "_tab_names", [])
+        if name not in names:
+            msg = f"no analysis tab {name!r}; the tabs are {', '.join(map(repr, names))}"
+            raise InvalidOptionError(msg)
+        self._tabs.selected_index = names.index(name)
+
+    def tab_shown(self, name: str) -> bool:
+        """Whether pane ``name``'s tab is the one in front (an automatic analysis computes
+        only then, so hidden tabs cost nothing while the sliders move)."""
+        tabs = getattr(self, "_tabs", None)
+        names = getattr(self, "_tab_names", [])
+        return tabs is not None and name in names and tabs.selected_index == names.index(name)
+
+    def _tab_selected(self, change: Any) -> None:
+        index = change["new"]
+        names = getattr(self, "_tab_names", [])
+        if index is not None and 0 <= index < len(names):
+            self._request_pane(names[index], run=False)
 
     def _previous_layer(self, _button: Any) -> None:
         self._step_layer(-1)
@@ -730,7 +879,8 @@ class DeepVis(widgets.VBox):
     def _snapshot(self) -> ViewState:
         return ViewState(self.layer, self.unit, self.image_index, self.method, self.position,
                          tuple(self.clicked), self.display, self.contrast,  # type: ignore[arg-type]
-                         self.epoch, self.unit_scale, self.weights_note)
+                         self.epoch, self.unit_scale, self.weights_note,
+                         frozen=self.keyboard.frozen)
 
     def _maps(self, state: ViewState) -> torch.Tensor:
         """The layer's maps ``(C, ...)`` for the state's image (once per job)."""
@@ -768,6 +918,8 @@ class DeepVis(widgets.VBox):
         started = time.perf_counter()
         if "weights" in parts and not self._load_epoch(state.epoch):
             return
+        feed = self._camera
+        frame = feed.take() if "camera" in parts and feed is not None else None
         if "thumbnails" in parts and isinstance(self.panes.get("input"), InputPane):
             self.panes["input"].draw_thumbnails()  # type: ignore[attr-defined]
         computed = False
@@ -789,6 +941,8 @@ class DeepVis(widgets.VBox):
         self._status.value = (f"layer <b>{state.layer}</b> · unit <b>{state.unit}</b> · seed "
                               f"{seed}{epoch} · {' · '.join(notes) if computed else 'display only'}"
                               f" · total {1000 * total:.0f} ms")
+        if frame is not None and feed is not None:
+            feed.done(frame)
 
     def _load_epoch(self, epoch: int) -> bool:
         """Put the epoch's weights into the dashboard's model copy (on the worker, so no
@@ -844,8 +998,7 @@ class DeepVis(widgets.VBox):
 
         Read from the probe's rectifier coverage (ReLU calls in call order) against the
         layer's place in :attr:`Probe.layers` (layers in the order their outputs appear). A
-        functional ``F.relu`` whose place is unknown counts as below: the dashboard only says
-        the methods coincide where that is certain.
+        functional ``F.relu`` is a layer of its own there, so its place is known too.
         """
         if self._coverage is None:
             image = self._images[min(image_index, len(self._images) - 1)]
@@ -858,17 +1011,10 @@ class DeepVis(widgets.VBox):
         if target is None:
             return True
         for call in coverage.replaced:
-            if call.module_call:
-                if order.get(call.site, -1) < target:
-                    return True
-                continue
-            # F.relu inside module M's forward: after M started, i.e. after every layer that
-            # ended before M's first sub-layer (or M itself) ended
-            inside = [i for name, i in order.items()
-                      if name == call.site or name.startswith(f"{call.site}.")]
-            if call.site == "<model>" or not inside or min(inside) <= target:
+            if call.module_call and order.get(call.site, -1) < target:
                 return True
-        return False
+        # every functional ReLU call the coverage saw is a functional layer of the probe
+        return any(info.functional and order[info.name] < target for info in self.probe.layers)
 
     def _check_classes(self) -> None:
         """Refuse a ``classes`` list whose length differs from the model's logits."""
@@ -998,20 +1144,23 @@ def _collect_images(images: Any, limit: int) -> tuple[list[torch.Tensor], list[i
     return out, labels
 
 
-def _decode_upload(content: bytes, shape: torch.Size) -> tuple[torch.Tensor, str]:
+def _decode_upload(content: bytes, shape: torch.Size,
+                   source: str = "upload") -> tuple[torch.Tensor, str]:
     """An uploaded file as an image tensor shaped like the others, and a one-line notice.
 
     Like torchvision's ``Resize`` + ``CenterCrop``: the picture is scaled (bilinear) until it
     covers the model's ``H x W`` with its short side, and the overhang is cut off evenly on
     both sides, so shapes keep their proportions (a circle stays round). The notice says what
     was done, short enough for one line of the input column; the details are in its tooltip.
+    ``source`` names where the picture came from ("upload", "camera") in the notice.
     """
     channels, height, width = shape
     try:
         picture = Image.open(io.BytesIO(content))
         picture.load()
     except Exception as exc:
-        msg = "the uploaded file is not an image PIL can read (PNG, JPEG, ...)"
+        what = "the uploaded file" if source == "upload" else f"the {source} frame"
+        msg = f"{what} is not an image PIL can read (PNG, JPEG, ...)"
         raise InvalidOptionError(msg) from exc
     details = []
     mode = "L" if channels == 1 else "RGB"
@@ -1019,7 +1168,7 @@ def _decode_upload(content: bytes, shape: torch.Size) -> tuple[torch.Tensor, str
         details.append(f"converted from {picture.mode} to {mode}")
         picture = picture.convert(mode)
     w0, h0 = picture.size
-    line = f"upload {w0}×{h0}, as is"
+    line = f"{source} {w0}×{h0}, as is"
     if (w0, h0) != (width, height):
         # the side that must match exactly; the other one is at least as long as needed
         if w0 * height >= h0 * width:
@@ -1035,10 +1184,11 @@ def _decode_upload(content: bytes, shape: torch.Size) -> tuple[torch.Tensor, str
         if cropped:
             picture = picture.crop((left, top, left + width, top + height))
             details.append(f"centre-cropped to {width}×{height}")
-        line = f"upload {w0}×{h0} → {width}×{height}" + (", centre crop" if cropped else "")
+        line = f"{source} {w0}×{h0} → {width}×{height}" + (", centre crop" if cropped else "")
     array = np.asarray(picture, dtype=np.float32) / 255
     tensor = torch.from_numpy(array.reshape(height, width, -1)).permute(2, 0, 1).contiguous()
-    title = "uploaded image " + ("(" + "; ".join(details) + ")" if details else "as is")
+    title = ("uploaded image " if source == "upload" else f"{source} image ") + (
+        "(" + "; ".join(details) + ")" if details else "as is")
     notice = (f"<div class='deepvis-notice' title='{html.escape(title, quote=True)}'>"
               f"{html.escape(line)}</div>")
     return tensor, notice

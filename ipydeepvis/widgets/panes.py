@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import ipywidgets as widgets
@@ -63,6 +63,7 @@ class ViewState:
     epoch: int
     unit_scale: str = "unit"
     weights_note: str = ""
+    frozen: tuple[str, int] | None = None  # (layer, unit) the projection stays on (key ``f``)
 
 
 class Pane:
@@ -95,6 +96,10 @@ class Pane:
     def frames(self) -> dict[str, npt.NDArray[np.uint8] | None]:
         """The RGBA frames this pane shows (for ``DeepVis.frames`` and ``save_png``)."""
         return {}
+
+    def release(self) -> None:
+        """Drop what the pane holds beyond its widgets (probes, model copies); called by
+        ``DeepVis.close``."""
 
 
 class InputPane(Pane):
@@ -297,6 +302,8 @@ class ProjectionPane(Pane):
     def compute(self, state: ViewState) -> Projection:
         started = time.perf_counter()
         view = self.view
+        if state.frozen is not None:  # frozen (key f): project the frozen unit instead
+            state = replace(state, layer=state.frozen[0], unit=state.frozen[1])
         position = view._seed_position(state)
         same = not view._rectifiers_below(state.layer, state.image_index)
         silent = self.inactive(state, position)
@@ -337,8 +344,12 @@ class ProjectionPane(Pane):
             picture = render.projection_picture(result.values.nan_to_num(0.0), state.display,
                                                 state.contrast)
             self.canvas.show(render.to_rgba(render.resize_nearest(picture, PANE, PANE)))
+        if state.frozen is not None:
+            notes.insert(0, f"frozen on unit {state.frozen[1]} of {html.escape(state.frozen[0])} "
+                            "(f unfreezes)")
         if result.same_methods:
-            notes.append(f"no rectifier lies below {html.escape(state.layer)}: deconvnet, "
+            layer = state.frozen[0] if state.frozen is not None else state.layer
+            notes.append(f"no rectifier lies below {html.escape(layer)}: deconvnet, "
                          "guided and gradient give the same picture here")
         self.text.value = "<br>".join(f"<span class='deepvis-warn'>{n}</span>" for n in notes)
         self.view.timings["picture"] = time.perf_counter() - started

@@ -32,7 +32,9 @@ from tests.browser.e2e_support import (
     lab_run_all,
     launch_chromium,
     missing_requirements,
+    notebook7_open,
     start_lab,
+    start_notebook7,
     start_voila,
 )
 
@@ -83,7 +85,12 @@ def _open(kind: str, browser: Any, subject: Subject, expected: Expected,
     root.mkdir()
     subject.write(root)
     t0 = time.monotonic()
-    server = start_lab(tmp, root) if kind == "lab" else start_voila(tmp, root, subject.notebook)
+    if kind == "lab":
+        server = start_lab(tmp, root)
+    elif kind == "notebook7":
+        server = start_notebook7(tmp, root)
+    else:
+        server = start_voila(tmp, root, subject.notebook)
     context = None
     try:
         context = browser.new_context(viewport=viewport)
@@ -95,8 +102,9 @@ def _open(kind: str, browser: Any, subject: Subject, expected: Expected,
         pngs = PngWatch(page)
         dash = Dashboard(kind, page, server, subject, expected, pngs, logs)
         dash.timings["server_start_s"] = server.startup_s
-        if kind == "lab":
-            lab_open(page, server.base, subject.notebook)
+        if kind in ("lab", "notebook7"):
+            opener = lab_open if kind == "lab" else notebook7_open
+            opener(page, server.base, subject.notebook)
             dash.timings["kernel_idle_s"] = time.monotonic() - t0
             lab_run_all(page)
         else:
@@ -121,6 +129,14 @@ def dashboard(request: pytest.FixtureRequest, browser: Any, subject: Subject,
               expected: Expected, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     kind = request.param
     yield from _open(kind, browser, subject, expected, tmp_path_factory.mktemp(kind))
+
+
+@pytest.fixture(scope="module")
+def notebook7(browser: Any, subject: Subject, expected: Expected,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """The dashboard in Jupyter Notebook 7 (one module's page; the Lab and Voila pages are the
+    ``dashboard`` fixture's)."""
+    yield from _open("notebook7", browser, subject, expected, tmp_path_factory.mktemp("nb7"))
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,7 @@ from PIL import Image
 
 import ipydeepvis as dv
 from ipydeepvis import render
+from ipydeepvis.core.layers import default_layer
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -203,6 +204,24 @@ def start_lab(tmp: Path, root: Path) -> Server:
     return Server(cmd, tmp, root, f"{base}/api/status", base)
 
 
+def start_notebook7(tmp: Path, root: Path) -> Server:
+    """Jupyter Notebook 7 (the classic notebook's successor, built on JupyterLab's parts)."""
+    port = free_port()
+    cmd = [str(VENV_BIN / "jupyter-notebook"), "--no-browser", "--allow-root",
+           "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
+           "--IdentityProvider.token=", "--ServerApp.password=",
+           f"--ServerApp.root_dir={root}",
+           "--expose-app-in-browser"]  # window.jupyterapp
+    base = f"http://127.0.0.1:{port}"
+    return Server(cmd, tmp, root, f"{base}/api/status", base)
+
+
+def notebook7_open(page: Any, base: str, notebook: str, timeout: float = 90_000) -> None:
+    """Open a notebook in Notebook 7 and wait for its kernel to be idle."""
+    page.goto(f"{base}/notebooks/{notebook}")
+    page.wait_for_function(KERNEL_READY_JS, timeout=timeout)
+
+
 def start_voila(tmp: Path, root: Path, notebook: str) -> Server:
     port = free_port()
     cmd = [str(VENV_BIN / "voila"), notebook, "--no-browser", f"--port={port}",
@@ -347,8 +366,10 @@ class Expected:
         self.probe = dv.Probe(model, input_shape=tuple(self.images[0].shape))
         self.layers = {layer.name: layer for layer in self.probe.layers
                        if layer.shape is not None and len(layer.shape) in (1, 3)}
-        convs = [name for name, layer in self.layers.items() if layer.kind == "conv"]
-        self.default_layer = convs[-1]
+        # as the dashboard: the deepest conv, or its output rectified by a functional ReLU
+        start = default_layer(list(self.layers.values()), modules=False)
+        assert start is not None, "the subject has no conv layer"
+        self.default_layer = start.name
 
     @classmethod
     def of(cls, subject: Subject) -> Expected:
@@ -456,7 +477,8 @@ def decode_upload(png: bytes, shape: Sequence[int]) -> torch.Tensor:
 
 
 class Dashboard:
-    """One open page showing the dashboard, in JupyterLab (``kind == "lab"``) or Voila."""
+    """One open page showing the dashboard, in JupyterLab (``kind == "lab"``), Notebook 7
+    (``"notebook7"``) or Voila."""
 
     def __init__(self, kind: str, page: Any, server: Server, subject: Subject,
                  expected: Expected, pngs: PngWatch, logs: list[str]) -> None:
@@ -471,8 +493,9 @@ class Dashboard:
         self.timings: dict[str, float] = {}
 
     def kernel(self, code: str) -> str | None:
-        """Output of ``code`` run in the notebook's kernel (JupyterLab only, else None)."""
-        if self.kind != "lab":
+        """Output of ``code`` run in the notebook's kernel (JupyterLab and Notebook 7; None in
+        Voila)."""
+        if self.kind == "voila":
             return None
         out = lab_kernel_exec(self.page, code)
         assert "ERROR" not in out, out
@@ -605,7 +628,10 @@ def set_slider_via_readout(page: Any, value: int, selector: str = SEL_SLIDER) ->
 
 
 def press_slider_keys(page: Any, key: str, times: int = 1, selector: str = SEL_SLIDER) -> None:
-    """Keyboard on the focused noUiSlider handle (each press is one value change)."""
+    """Keyboard on the focused noUiSlider handle (each press is one value change). The pointer
+    goes onto the handle first, as a user's would: over the dashboard's pictures, keys belong
+    to the dashboard's keyboard navigation (ipyevents), not to the focused slider."""
+    page.hover(f"{selector} .noUi-handle")
     page.focus(f"{selector} .noUi-handle")
     for _ in range(times):
         page.keyboard.press(key)

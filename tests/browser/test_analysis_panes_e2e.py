@@ -16,7 +16,14 @@ pane with its own buttons. What the tests check:
   the unit's position there;
 - occlusion (issue 13): Run draws the unit's and the class's maps as the core computes them
   here; clicking a cell of the class map shows the input with that patch filled with the
-  image's mean colour.
+  image's mean colour;
+- histogram (issue 14 item 3): opening the tab draws one bar per bin for each series (image,
+  probe set), with a height exactly where the core, run here, counted values, and the dead
+  fraction the core computes;
+- sanity check (issue 14 item 4): the weights toggle re-draws the projection with the weights
+  randomized (cascading to the chosen depth), equal to the core's picture computed here, keeps
+  the trained one beside it and prints the Spearman and SSIM the core computes; back to
+  trained, the trained picture returns.
 
 Each test sets the state it starts from; a screenshot of each open tab goes to
 ``test-artifacts/``.
@@ -37,8 +44,10 @@ import torch
 
 import ipydeepvis as dv
 from ipydeepvis import render
+from ipydeepvis.core.histogram import activation_histogram
 from ipydeepvis.core.indexing import build_index
 from ipydeepvis.core.maximize import maximize_params
+from ipydeepvis.core.sanity import sanity_check
 from ipydeepvis.core.topk_images import patches, projections
 from tests.browser.conftest import _open
 from tests.browser.e2e_support import (
@@ -56,6 +65,7 @@ from tests.browser.e2e_support import (
     Subject,
     _write_notebook,
     click_canvas_at,
+    click_toggle,
     demo_available,
     read_canvas,
     screenshot,
@@ -84,7 +94,10 @@ index = build_index(demo.model, indexed, [{INDEX_LAYER!r}], k=9)
 view = dv.DeepVis(demo.model, demo.dataset, classes=demo.classes, index=index)
 view"""
 
-TAB_TITLES = ["top images", "optimize", "occlusion", "invariance", "correspondence"]
+TAB_TITLES = ["top images", "optimize", "occlusion", "invariance", "correspondence",
+              "histogram", "sanity check"]
+TAB_NAMES = ["top", "optimize", "occlusion", "invariance", "correspondence", "histogram",
+             "sanity"]
 SEL_TAB = ".deepvis .lm-TabBar-tab"
 SEL_OPEN_TAB = ".deepvis .widget-tab-contents > .widget-box:not(.lm-mod-hidden)"
 SEL_OPT_IMAGE = "canvas.e2e-optimize-image"
@@ -95,6 +108,14 @@ SEL_TOP_PROJECTIONS = "canvas.e2e-top-projections"
 SEL_OCC_CLASS = "canvas.e2e-occlusion-class"
 SEL_OCC_UNIT = "canvas.e2e-occlusion-unit"
 SEL_OCC_OCCLUDED = "canvas.e2e-occlusion-occluded"
+SEL_HIST_FIGURE = ".e2e-histogram-figure"
+SEL_HIST_DEAD = ".e2e-histogram-dead"
+SEL_SANITY = "canvas.e2e-sanity-projection"
+SEL_SANITY_TRAINED = "canvas.e2e-sanity-trained"
+SEL_SANITY_MODE = ".e2e-sanity-mode"
+SEL_SANITY_TEXT = ".e2e-sanity-similarity"
+HIST_BINS = 40  # HistogramPane.bins
+HIST_FILLS = {"rgb(255, 127, 14)": "image", "rgb(31, 119, 180)": "probe set"}  # the two series
 OBJECTIVE_STROKE = "rgb(31, 119, 180)"  # OptimizePane.objective's first colour, #1f77b4
 TOP_CELL = 60  # TopImagesPane.cell
 TOP_SIDE = 3 * TOP_CELL + 2
@@ -259,8 +280,7 @@ def test_tabs_show_every_analysis(dashboard: Dashboard) -> None:
     page = dashboard.page
     titles = page.eval_on_selector_all(SEL_TAB, "ts => ts.map(t => t.innerText.trim())")
     assert titles == TAB_TITLES
-    for title, name in zip(TAB_TITLES, ["top", "optimize", "occlusion", "invariance",
-                                        "correspondence"], strict=True):
+    for title, name in zip(TAB_TITLES, TAB_NAMES, strict=True):
         open_tab(page, title)
         for part in ("run", "stop"):
             button = page.locator(f"{SEL_OPEN_TAB} button.e2e-{name}-{part}")
@@ -399,6 +419,7 @@ def test_top_images_equal_the_index_and_a_click_loads_the_image(dashboard: Dashb
                       f"bool((view._images[view.image_index] == indexed[{entry.index}][0]).all()))")
     if out is not None:
         assert out.strip() == (f"{len(dash.images)} {tuple(entry.position)} clicked True"), out
+    dash.images.append(image)  # the strip (and the histogram's probe set) now holds it too
     screenshot(page, f"{dash.kind}_panes_4_top_clicked")
 
 
@@ -454,3 +475,93 @@ def test_occlusion_maps_and_a_clicked_cell_shows_the_occluded_input(
     assert re.search(r"positions, .* · [\d.]+ s$", status.strip()), status
     assert tab_layout_problems(page) == []
     screenshot(page, f"{dash.kind}_panes_5_occlusion", ".deepvis .widget-tab")
+
+
+# bqplot draws one rect per bin and series; counted per fill colour, with their heights
+BAR_RECTS_JS = """(fig) => {
+  const out = {};
+  for (const r of fig.querySelectorAll('rect.bar')) {
+    const fill = getComputedStyle(r).fill;
+    out[fill] = out[fill] || [0, 0, 1e9];
+    out[fill][0] += 1;
+    if (parseFloat(r.getAttribute('height') || '0') > 0) out[fill][1] += 1;
+    out[fill][2] = Math.min(out[fill][2], r.getBoundingClientRect().width);
+  }
+  return out;
+}"""
+BAR_WIDTHS = {"probe set": 6.0, "image": 3.0}  # px at least: 445 px of plot / 40 bins, padded
+
+
+def test_histogram_bars_and_the_sanity_toggle(dashboard: Dashboard) -> None:
+    """Issue 14 items 3 and 4: Run draws the layer's histogram (one bar per bin and series,
+    the dead fraction computed here); the sanity toggle re-draws the projection with
+    randomized weights (the core's picture, computed here) and prints the similarity."""
+    dash, page, e = dashboard, dashboard.page, dashboard.expected
+    click_toggle(page, SEL_POSITION, "max")
+    wait_active_toggle(page, SEL_POSITION, "max")
+    click_canvas_at(page, SEL_THUMBS, THUMB // 2, THUMB // 2)  # image 0
+    image = e.image(0)
+    wait_frame(page, SEL_INPUT, e.input(image), name=f"{dash.kind}_histogram_input")
+    unit = e.alive_units(INDEX_LAYER, 0)[0]
+    set_unit(page, unit)
+
+    open_tab(page, "histogram")  # showing the tab computes it (no Run needed)
+    # the probe set is the dashboard's images (the top-images test may have added one)
+    result = activation_histogram(demo().model, INDEX_LAYER, image, torch.stack(dash.images),
+                                  bins=HIST_BINS)
+    assert result is not None
+    units = int(result.probe.unit_max.numel())
+    dead = int(result.probe.dead.sum())
+    text = wait_text(page, SEL_HIST_DEAD, f"dead units: {dead} of {units}")
+    assert f"({result.dead_fraction:.1%})" in text, text
+    assert f"the dashboard's {len(dash.images)} images" in text, text
+    # one rect per bin and series; those drawn with a height are the bins with values, as
+    # the core counted them here
+    expected_bars = {"image": [HIST_BINS, int((result.image.counts > 0).sum())],
+                     "probe set": [HIST_BINS, int((result.probe.counts > 0).sum())]}
+    named = {v: k for k, v in HIST_FILLS.items()}
+    want = {named[name]: [*counts, BAR_WIDTHS[name]] for name, counts in expected_bars.items()}
+    try:
+        page.wait_for_function(
+            "([sel, js, want]) => { const got = (eval(js))(document.querySelector(sel));"
+            " return Object.keys(got).length === Object.keys(want).length"
+            " && Object.entries(want).every(([k, v]) => !!got[k] && got[k][0] === v[0]"
+            " && got[k][1] === v[1] && got[k][2] >= v[2]); }",
+            arg=[SEL_HIST_FIGURE, BAR_RECTS_JS, want], timeout=30_000, polling=100)
+    finally:
+        bars = page.eval_on_selector(SEL_HIST_FIGURE, BAR_RECTS_JS)
+        print(f"\n[histogram {dash.kind}] rects per series (all, with height): {bars}")
+    assert {HIST_FILLS.get(fill, fill): count[:2] for fill, count in bars.items()} == \
+        expected_bars
+    # drawn as bars, not hairlines (bars sent while the tab was hidden once stayed 0 px wide)
+    widths = {HIST_FILLS.get(fill, fill): count[2] for fill, count in bars.items()}
+    assert all(widths[name] >= least for name, least in BAR_WIDTHS.items()), bars
+    assert tab_layout_problems(page) == []
+    screenshot(page, f"{dash.kind}_panes_6_histogram", ".deepvis .widget-tab")
+
+    open_tab(page, "sanity check")
+    x = image
+    trained = dv.Probe(demo().model).project(x, INDEX_LAYER, unit)[0]
+    check = sanity_check(demo().model, x, INDEX_LAYER, unit, depth="features.conv3",
+                         mode="cascading")
+    torch.testing.assert_close(check.trained, trained)
+
+    def shown(values: torch.Tensor) -> npt.NDArray[np.uint8]:
+        return render.to_rgba(render.resize_nearest(render.projection_picture(values),
+                                                    PANE, PANE))
+
+    page.select_option(f"{SEL_OPEN_TAB} .e2e-sanity-depth select", "features.conv3")
+    wait_frame(page, SEL_SANITY, shown(trained), name=f"{dash.kind}_sanity_trained")
+    click_toggle(page, SEL_SANITY_MODE, "cascading")
+    wait_frame(page, SEL_SANITY, shown(check.projection), name=f"{dash.kind}_sanity_random")
+    assert not np.array_equal(shown(check.projection), shown(trained))
+    wait_frame(page, SEL_SANITY_TRAINED, shown(trained), name=f"{dash.kind}_sanity_left")
+    text = wait_text(page, SEL_SANITY_TEXT, "Spearman")
+    assert f"Spearman (abs) {check.spearman:.3f}" in text, text
+    assert f"SSIM {check.ssim:.3f}" in text, text
+    assert "features.conv4, features.conv3" in text, text
+    assert tab_layout_problems(page) == []
+    screenshot(page, f"{dash.kind}_panes_7_sanity", ".deepvis .widget-tab")
+    click_toggle(page, SEL_SANITY_MODE, "trained")
+    wait_frame(page, SEL_SANITY, shown(trained), name=f"{dash.kind}_sanity_back")
+    wait_text(page, SEL_SANITY_TEXT, "weights as trained")

@@ -112,7 +112,13 @@ def go_to(dash: Dashboard, unit: int, method: str) -> State:
 
 
 def test_initial_frames_equal_the_expected_pictures(dashboard: Dashboard) -> None:
-    dash, e, page = dashboard, dashboard.expected, dashboard.page
+    check_initial_frames(dashboard)
+
+
+def check_initial_frames(dash: Dashboard) -> None:
+    """After Run All: the quickstart's state, frames equal to the expected pictures, the
+    status, the top prediction, no error, nothing overlapping."""
+    e, page = dash.expected, dash.page
     start = dash.subject.image_after_run()  # the quickstart opens on a confident image
     state = State(e.default_layer, dash.subject.unit_after_run, start,
                   dash.subject.method_after_run)

@@ -50,11 +50,14 @@ from tests.browser.e2e_support import (
     Dashboard,
     Expected,
     State,
+    active_toggle,
     layout_problems,
     press_slider_keys,
     read_canvas,
     ring,
+    selected_layer,
     set_slider_via_readout,
+    slider_value,
     wait_frame,
     wait_slider_value,
 )
@@ -443,3 +446,34 @@ def save_small_png(png: bytes, path: Path, colours: int = 256) -> None:
     small = picture.quantize(colors=colours, method=Image.Quantize.MEDIANCUT,
                              dither=Image.Dither.NONE)
     small.save(path, optimize=True)
+
+
+def test_compare_tab_shows_two_epochs_and_their_difference(scrubber_page: Dashboard) -> None:
+    """Issue 14.7: the compare tab puts the selected unit at the shown epoch (A) next to the
+    epoch picked in the tab (B) and draws B - A; the pixels equal the core's comparison of
+    the two epochs' weights computed here."""
+    from ipydeepvis.core.compare import compare_projections
+    from ipydeepvis.widgets.compare import comparison_frames
+    from tests.browser.test_analysis_panes_e2e import open_tab
+
+    dash, page = scrubber_page, scrubber_page.page
+    wait_scanned(page)
+    epoch_a = shown_epoch(page)
+    epoch_b = next(e for e in epochs() if e != epoch_a)
+    unit = slider_value(page)
+    layer = selected_layer(page)
+    method = active_toggle(page, ".e2e-method")
+    open_tab(page, "compare")
+    page.select_option(".e2e-compare-other select", label=f"epoch {epoch_b}")
+    d = demo()
+    x = d.dataset[start_image()][0]
+    result = compare_projections(dv.Probe(d.series.model(epoch_a)),
+                                 dv.Probe(d.series.model(epoch_b)), x, layer, unit,
+                                 method=method)
+    for part, frame in comparison_frames(result).items():
+        wait_frame(page, f"canvas.e2e-compare-{part}", frame,
+                   name=f"scrub_{dash.kind}_compare_{part}", timeout=60)
+    text = page.inner_text(".e2e-compare-numbers")
+    assert "correlation" in text and f"{result.correlation:.3f}" in text, text
+    assert page.inner_text(".e2e-errors").strip() == ""
+    page.screenshot(path=str(ART_DIR / f"scrubber_{dash.kind}_compare.png"))

@@ -96,7 +96,7 @@ def test_a_clicked_cell_that_does_not_fire_is_not_projected() -> None:
 @pytest.mark.parametrize(("net", "coincide"), [
     (ConvReluPool(seed=2), {"0", "1"}),  # the ReLU of layer 1 itself passes its seed as is
     (SharedRelu(seed=2), {"conv1", "relu:1"}),
-    (FunctionalRelus(seed=2), set()),  # F.relu's place is unknown: no claim is made
+    (FunctionalRelus(seed=2), {"conv1", "conv1.relu"}),  # F.relu calls are layers too
 ])
 def test_the_pane_says_the_methods_coincide_exactly_where_they_do(net: nn.Module,
                                                                   coincide: set[str]) -> None:
