@@ -10,11 +10,13 @@ uninterrupted run, because rankings are exact and order-free (see
 Under ``torchrun`` (an initialised ``torch.distributed`` process group: gloo on CPUs, nccl
 on GPUs) each rank scans its share of the batches still to do, batches ``rank, rank + world, ...``
 of the single-process scan (no image twice, none missed, and each image computed in the
-same batch as on one process, so the index is bit-identical to the single-process one), the
-ranks
-step in lock-step with one tiny ``all_reduce`` per batch (so checkpoints and stops agree), and
-at each checkpoint the partial results are gathered and merged exactly; rank 0 writes the
-file and shows a tqdm bar of the whole job, the other ranks log their own progress.
+same batch as on one process, so the index is bit-identical to the single-process one). The
+ranks run independently between checkpoints: only every ``checkpoint_every`` batches do they
+meet, in one tiny ``all_reduce`` (who is still scanning, did anyone ask to stop) and, while
+any is, a gather of the partial results, merged exactly; rank 0 writes the file and shows a
+tqdm bar of the whole job (the other ranks' images added at each meeting), the other ranks
+log their own progress. No collective runs per batch, so a rank slowed for a moment does not
+hold the others back.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .index import TENSORS, TopKIndex, model_fingerprint
 from .probe import Probe
 from .sources import DataSource, Preprocess
 from .topk import (
-    LayerScan,
+    RunningTopK,
     Scanner,
     TopK,
     as_probe,
@@ -92,7 +94,8 @@ def build_index(
         tqdm bar (rank 0) and log lines (other ranks).
     callback : callable, optional
         ``callback(done, total)`` after each batch (images of this rank); returning False
-        stops the scan at that batch on every rank, after writing the checkpoint.
+        stops the scan, after writing the checkpoint: at that batch on one process, at the
+        next checkpoint (within ``checkpoint_every`` batches) on the other ranks.
     epoch : int, optional
         Recorded in the index (the checkpoint epoch the weights come from).
 
@@ -127,38 +130,43 @@ def build_index(
                                   layers=names, k=k, what="resume from")
     done = previous.done if previous is not None else torch.zeros(source.length, dtype=bool)
     todo = (~done).nonzero().flatten()
-    running = {name: LayerScan(name, k, source.length) for name in names}
+    running = RunningTopK(names, k, source.length)
     if previous is not None and rank == 0:
-        running = {name: LayerScan.resume(previous[name], source.length) for name in names}
+        running = RunningTopK.resume({name: previous[name] for name in names}, source.length)
     job = _Job(running, names, k, source.length, model_key, data_key, epoch, folder, rank,
                world)
     scanner = Scanner(probe, names)
     bar = _bar(progress and rank == 0, len(todo), int(done.sum()), k, names)
     batches = source.batches(todo, batch_size, workers=workers, shard=(rank, world))
     share = -(-len(todo) // world)  # this rank's images, about
-    step, mine_done = 0, 0
+    step, mine_done, mine_since = 0, 0, 0
+    active = True  # this rank has batches left and was not asked to stop
+    stop = False
     try:
         while True:
-            batch = next(batches, None)
-            if batch is not None:
-                scan_batch(scanner, running, *batch)
-                mine_done += int(batch[0].numel())
-            stop = (batch is not None and callback is not None
-                    and callback(mine_done, share) is False)
-            more, stop_all, images = _agree(batch is not None, stop,
-                                            0 if batch is None else int(batch[0].numel()), world)
-            step += 1
+            if active:
+                batch = next(batches, None)
+                if batch is not None:
+                    scan_batch(scanner, running, *batch)
+                    images = int(batch[0].numel())
+                    step, mine_done, mine_since = step + 1, mine_done + images, mine_since + images
+                    if bar is not None:
+                        bar.update(images)
+                    stop = callback is not None and callback(mine_done, share) is False
+                    if step % checkpoint_every and not stop:
+                        continue
+                active = batch is not None and not stop
+            # A round, the only collective: every checkpoint_every batches of a rank still
+            # scanning; a rank without batches joins the others' rounds until all are done.
+            any_active, any_stop, images = _agree(active, stop, mine_since, world)
             if bar is not None:
-                bar.update(images)
-            if not more:
+                bar.update(images - mine_since)  # the other ranks' images since the last round
+            mine_since = 0
+            if not any_active or any_stop:
                 break
-            if stop_all:
-                job.checkpoint()
-                break
-            if step % checkpoint_every == 0:
-                job.checkpoint()
-                if progress and rank > 0:
-                    log.info("rank %d/%d: %d of about %d images", rank, world, mine_done, share)
+            job.checkpoint()
+            if progress and rank > 0:
+                log.info("rank %d/%d: %d of about %d images", rank, world, mine_done, share)
     except KeyboardInterrupt:
         if world == 1:
             job.checkpoint()
@@ -172,7 +180,7 @@ def build_index(
 class _Job:
     """What a checkpoint needs: the running scans and where and how to write them."""
 
-    def __init__(self, running: dict[str, LayerScan], names: list[str], k: int, length: int,
+    def __init__(self, running: RunningTopK, names: list[str], k: int, length: int,
                  model: str, data: str, epoch: int | None, folder: Path | None, rank: int,
                  world: int) -> None:
         self.running, self.names, self.k, self.length = running, names, k, length
@@ -180,10 +188,8 @@ class _Job:
         self.folder, self.rank, self.world = folder, rank, world
 
     def local(self) -> TopKIndex:
-        scans: dict[str, TopK] = {}
-        for name in self.names:
-            scan = self.running[name]
-            scans[name] = scan.result() if scan.values is not None else _empty(scan)
+        scans = (self.running.result() if self.running.started
+                 else {name: _empty(name, self.k, self.running.done) for name in self.names})
         return TopKIndex.from_scans(scans, k=self.k, length=self.length, model=self.model,
                                     data=self.data, epoch=self.epoch)
 
@@ -211,10 +217,10 @@ def _merge(a: TopKIndex, b: TopKIndex) -> TopKIndex:
     return a.merge(b)
 
 
-def _empty(scan: LayerScan) -> TopK:
+def _empty(layer: str, k: int, done: torch.Tensor) -> TopK:
     """The TopK of a layer that has seen no image (shape unknown, no units)."""
-    return TopK(scan.layer, torch.zeros(0, scan.k), torch.zeros(0, scan.k, dtype=torch.long),
-                torch.zeros(0, scan.k, 0, dtype=torch.long), 0, scan.done.clone(), ())
+    return TopK(layer, torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long),
+                torch.zeros(0, k, 0, dtype=torch.long), 0, done.clone(), ())
 
 
 def _previous(folder: Path | None, resume: bool) -> TopKIndex | None:
@@ -239,12 +245,13 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _agree(more: bool, stop: bool, images: int, world: int) -> tuple[bool, bool, int]:
-    """Across ranks: does any rank have more batches, did any ask to stop, images this step."""
+def _agree(active: bool, stop: bool, images: int, world: int) -> tuple[bool, bool, int]:
+    """Across ranks: is any rank still scanning, did any ask to stop, images since the last
+    round (one small ``all_reduce``)."""
     if world == 1:
-        return more, stop, images
+        return active, stop, images
     device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    flags = torch.tensor([int(more), int(stop), images], dtype=torch.long, device=device)
+    flags = torch.tensor([int(active), int(stop), images], dtype=torch.long, device=device)
     dist.all_reduce(flags)
     flags = flags.cpu()
     return bool(flags[0]), bool(flags[1]), int(flags[2])

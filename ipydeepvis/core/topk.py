@@ -38,7 +38,7 @@ from .relu_calls import tap_functional
 from .shadow import ModelShadow
 from .sources import DataSource, Preprocess
 
-__all__ = ["Entry", "LayerScan", "TopK", "never_fired", "top_k", "top_k_many"]
+__all__ = ["Entry", "RunningTopK", "TopK", "never_fired", "top_k", "top_k_many"]
 
 
 def never_fired(unit_max: torch.Tensor) -> torch.Tensor:
@@ -192,102 +192,162 @@ def select(values: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor,
     return values, indices, positions
 
 
-class LayerScan:
-    """The running top-k of one layer while a scan streams through batches.
+_EMPTY = torch.iinfo(torch.int64).min  # the ranking key of an empty slot: below every image
+
+
+class Candidates(NamedTuple):
+    """The (image, unit) pairs of one layer and batch that can still enter a unit's top-k.
+
+    ``chosen`` is ``(units, B)`` bool, ``positions`` the flat position in the layer's map of
+    each chosen pair, in ``chosen``'s row-major order (unit by unit); ``best`` is the
+    ``(B, units)`` float32 maximum of every pair, ``shape`` the per-image map shape."""
+
+    chosen: torch.Tensor
+    positions: torch.Tensor
+    best: torch.Tensor
+    shape: tuple[int, ...]
+
+
+class RunningTopK:
+    """The running top-k of every scanned layer at once, while a scan streams through batches.
+
+    All layers' units are rows of one ``(units, k)`` table of ranking keys (value and data-set
+    index in one int64, see :func:`_ranking_keys`) and flat positions, so a batch is folded in
+    with one ``topk`` for all layers, and only for the (image, unit) pairs that can enter
+    (:meth:`floors`); a batch where none can costs no ranking at all.
 
     Parameters
     ----------
-    layer : str
-        Layer name.
+    layers : sequence of str
+        Layer names, in the order of the table's rows.
     k : int
         Images kept per unit.
     length : int
         Number of images in the data set (for :attr:`TopK.done`).
     """
 
-    def __init__(self, layer: str, k: int, length: int) -> None:
+    def __init__(self, layers: Sequence[str], k: int, length: int) -> None:
         if length >= 1 << 31:  # ranking keys keep the index in 31 bits
             msg = f"a scan takes data sets of up to 2**31 - 1 images, got {length}"
             raise InvalidInputError(msg)
-        self.layer = layer
+        self.layers = list(layers)
         self.k = k
         self.length = length
-        self.shape: tuple[int, ...] | None = None
-        self.values: torch.Tensor | None = None
-        self.indices = torch.zeros(0, 0, dtype=torch.long)
-        self.where = torch.zeros(0, 0, 1, dtype=torch.long)
+        self.shapes: dict[str, tuple[int, ...]] = {}  # known after the first batch
+        self.rows: dict[str, slice] = {}
+        self.keys: torch.Tensor | None = None  # (units, k) int64, best first
+        self.where = torch.zeros(0, 0, dtype=torch.long)  # (units, k) flat positions
         self.done = torch.zeros(length, dtype=torch.bool)
         self.seen = 0
+        self._floor: tuple[torch.Tensor, int] | None = None  # cached for the next batch
+
+    @property
+    def started(self) -> bool:
+        """Whether the table exists (an image was scanned, or the scan was resumed)."""
+        return self.keys is not None
 
     @classmethod
-    def resume(cls, scan: TopK, length: int) -> LayerScan:
-        """Continue from a saved :class:`TopK` (its images are not scanned again)."""
-        running = cls(scan.layer, scan.k, length)
-        running.shape = scan.shape
-        if scan.done is not None:
-            running.done = scan.done.clone()
-        running.seen = scan.seen
-        running.values = scan.values.clone()
-        running.indices = scan.indices.clone()
-        spatial = scan.shape[1:]
-        flat = (_ravel(scan.positions, spatial) if spatial
-                else torch.zeros(scan.indices.shape, dtype=torch.long))
-        running.where = flat[:, :, None]
+    def resume(cls, scans: dict[str, TopK], length: int) -> RunningTopK:
+        """Continue from saved :class:`TopK` s of one scan (their images are not scanned
+        again)."""
+        first = next(iter(scans.values()))
+        running = cls(list(scans), first.k, length)
+        if not all(scan.shape for scan in scans.values()):  # saved before any image was seen
+            return running
+        running._allocate({name: scan.shape for name, scan in scans.items()})
+        keys, where = [], []
+        for scan in scans.values():
+            keys.append(_ranking_keys(scan.values, scan.indices))
+            spatial = scan.shape[1:]
+            where.append(_ravel(scan.positions, spatial) if spatial
+                         else torch.zeros(scan.indices.shape, dtype=torch.long))
+        running.keys, running.where = torch.cat(keys), torch.cat(where)
+        if first.done is not None:
+            running.done = first.done.clone()
+        running.seen = first.seen
         return running
 
-    def update(self, best: torch.Tensor, where: torch.Tensor | None, indices: torch.Tensor,
-               shape: tuple[int, ...]) -> None:
-        """Add one batch: ``best``/``where`` ``(B, units)`` maxima and flat positions."""
-        self.commit(self.prepare(best, where, indices, shape))
+    def _allocate(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        start = 0
+        for name in self.layers:
+            units = shapes[name][0]
+            self.rows[name] = slice(start, start + units)
+            start += units
+        self.shapes = dict(shapes)
+        self.keys = torch.full((start, self.k), _EMPTY, dtype=torch.long)
+        self.where = torch.zeros(start, self.k, dtype=torch.long)
 
-    def prepare(self, best: torch.Tensor, where: torch.Tensor | None, indices: torch.Tensor,
-                shape: tuple[int, ...]) -> tuple[Any, ...]:
-        """The state after one batch, computed without changing this object (see
-        :meth:`commit`), so that several layers take a batch all or none. ``where=None``
-        says that no image of the batch can enter (the ranking stays as it is)."""
-        if self.shape is not None and shape != self.shape:
-            msg = (f"layer {self.layer!r} gave maps of shape {shape} after {self.shape}: "
-                   "every image of a scan must have the same size")
-            raise InvalidInputError(msg)
-        if where is None:
-            if self.values is not None:
-                return (self.values, self.indices, self.where, indices, shape)
-            where = torch.zeros(best.shape, dtype=torch.long)
-        values = torch.where(torch.isnan(best), float("-inf"), best).T
-        batch_indices = indices[None, :].expand(values.shape[0], -1)
-        where = where.T[:, :, None]
-        if self.values is not None:
-            values = torch.cat([self.values, values], 1)
-            batch_indices = torch.cat([self.indices, batch_indices], 1)
-            where = torch.cat([self.where, where], 1)
-        return (*select(values, batch_indices, where, self.k), indices, shape)
+    def floors(self, indices: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+        """Per layer, ``(floor (units,), k)`` for a batch of data-set ``indices``: a pair
+        (image, unit) can enter the unit's top-k only if its value is not below the floor.
 
-    def floor(self) -> torch.Tensor:
-        """Per unit, the k-th best value so far (``-inf`` while fewer than k were seen)."""
-        if self.values is None:
-            return torch.tensor(float("-inf"))
-        return self.values[:, -1]
+        The floor is the unit's k-th best value, or just above it when that image's index is
+        smaller than every index of the batch (a tie then ranks below it); ``-inf`` while
+        fewer than k images were seen. ``k`` is 0 once every floor is finite: then no NaN can
+        enter and no batch brings more than k images to a unit, so the scan skips both checks
+        (see :func:`_candidates`).
+        """
+        if self.keys is None:
+            return {name: (torch.tensor(float("-inf")), self.k) for name in self.layers}
+        if self._floor is None:
+            values, kth = _decode_keys(self.keys[:, -1])
+            strict = (kth >= 0) & (kth < indices.min())
+            floor = torch.where(strict, torch.nextafter(values, values.new_tensor(float("inf"))),
+                                values)
+            check = self.k if bool(torch.isneginf(floor).any()) else 0
+            self._floor = (floor, check)
+        floor, check = self._floor
+        return {name: (floor[self.rows[name]], check) for name in self.layers}
 
-    def commit(self, state: tuple[Any, ...]) -> None:
-        """Take the state :meth:`prepare` computed."""
-        self.values, self.indices, self.where, indices, self.shape = state
+    def add(self, found: dict[str, Candidates], indices: torch.Tensor) -> None:
+        """Fold in one batch: every layer's candidates (from :meth:`Scanner.reduce` with this
+        object's :meth:`floors`) for the batch's data-set ``indices``. All layers take the
+        batch or, when a map shape differs from earlier batches, none does."""
+        shapes = {name: found[name].shape for name in self.layers}
+        for name, shape in shapes.items():
+            known = self.shapes.get(name)
+            if known is not None and shape != known:
+                msg = (f"layer {name!r} gave maps of shape {shape} after {known}: every "
+                       "image of a scan must have the same size")
+                raise InvalidInputError(msg)
+        if self.keys is None:
+            self._allocate(shapes)
+        assert self.keys is not None
+        parts = [found[name] for name in self.layers]
+        positions = torch.cat([part.positions for part in parts]).cpu()
+        if positions.numel():  # one ranking of the (units, B) block for every layer
+            chosen = torch.cat([part.chosen for part in parts]).cpu()
+            values = torch.cat([part.best for part in parts], 1).cpu().T
+            values = values.nan_to_num(float("-inf"), float("inf"), float("-inf"))
+            keys = _ranking_keys(values, indices)
+            keys = torch.where(chosen, keys, _EMPTY)
+            where = torch.zeros(keys.shape, dtype=torch.long)
+            where[chosen] = positions
+            top = torch.cat([self.keys, keys], 1).topk(self.k, dim=1)
+            self.keys = top.values
+            self.where = torch.cat([self.where, where], 1).gather(1, top.indices)
+            self._floor = None
         self.done[indices] = True
         self.seen += int(indices.numel())
 
-    def result(self) -> TopK:
-        """The :class:`TopK` of everything seen so far."""
-        if self.values is None or self.shape is None:
-            msg = f"layer {self.layer!r}: no image was scanned"
+    def result(self) -> dict[str, TopK]:
+        """Every layer's :class:`TopK` of everything seen so far."""
+        if self.keys is None:
+            msg = f"layer(s) {self.layers}: no image was scanned"
             raise InvalidInputError(msg)
-        where = self.where[:, :, 0]
-        spatial = self.shape[1:]
-        if spatial:
-            coords = torch.stack(torch.unravel_index(where, spatial), dim=2).long()
-            coords = torch.where(self.indices[:, :, None] >= 0, coords, 0)
-        else:
-            coords = torch.zeros((*where.shape, 0), dtype=torch.long)
-        return TopK(self.layer, self.values.clone(), self.indices.clone(), coords, self.seen,
-                    self.done.clone(), self.shape)
+        values, indices = _decode_keys(self.keys)
+        scans = {}
+        for name in self.layers:
+            rows, shape = self.rows[name], self.shapes[name]
+            where, spatial = self.where[rows], shape[1:]
+            if spatial:
+                coords = torch.stack(torch.unravel_index(where, spatial), dim=2).long()
+                coords = torch.where(indices[rows, :, None] >= 0, coords, 0)
+            else:
+                coords = torch.zeros((*where.shape, 0), dtype=torch.long)
+            scans[name] = TopK(name, values[rows].clone(), indices[rows].clone(), coords,
+                               self.seen, self.done.clone(), shape)
+        return scans
 
 
 def _ranking_keys(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -295,7 +355,17 @@ def _ranking_keys(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     bits = (values.to(torch.float32) + 0.0).view(torch.int32)  # + 0.0: -0.0 becomes +0.0
     ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
     keys = (ordered << 32) + ((1 << 31) - 1 - indices)
-    return torch.where(indices < 0, torch.iinfo(torch.int64).min, keys)
+    return torch.where(indices < 0, _EMPTY, keys)
+
+
+def _decode_keys(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float32 values and int64 indices of :func:`_ranking_keys` (``-inf``, ``-1`` for
+    empty slots)."""
+    empty = keys == _EMPTY
+    indices = torch.where(empty, -1, (1 << 31) - 1 - (keys & 0xFFFFFFFF))
+    ordered = (keys >> 32).to(torch.int32)
+    bits = torch.where(ordered < 0, ordered ^ 0x7FFFFFFF, ordered)
+    return torch.where(empty, float("-inf"), bits.view(torch.float32)), indices
 
 
 def _ravel(coords: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -350,22 +420,18 @@ class Scanner:
 
     def reduce(self, images: torch.Tensor,
                floors: dict[str, tuple[torch.Tensor, int]] | None = None,
-               ) -> dict[str, tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...]]]:
-        """``{layer: (best (B, units), flat position (B, units), map shape)}`` for a batch.
+               ) -> dict[str, Candidates]:
+        """``{layer: Candidates}`` for a batch: each layer's per-(image, unit) maxima, and
+        the pairs that can still enter a unit's top-k with their positions.
 
-        With ``floors`` (``{layer: (k-th best value so far per unit, k)}``) a position is only
-        looked up where it can matter: for the pairs (image, unit) that can still enter the
-        unit's top-k (at least the k-th best so far, and among the batch's k best); the others
-        get position 0. Their values stay exact, and they can never be ranked in.
+        ``floors`` is ``{layer: (floor per unit, k)}`` (:meth:`RunningTopK.floors`): a
+        position is only looked up where it can matter (see :func:`_candidates`). Without
+        it every pair is a candidate.
         """
-        if not bool(torch.isfinite(images.sum())):  # one cheap sum, then the count
-            bad = int((~torch.isfinite(images)).sum())
-            if bad:
-                msg = f"the batch contains {bad} NaN or infinite value(s); images must be finite"
-                raise InvalidInputError(msg)
         batch = images.to(self.device, self.dtype)
         shadow, _key = self.shadow.current()
-        found: dict[str, tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...]]] = {}
+        found: dict[str, Candidates] = {}
+        everything = (torch.tensor(float("-inf")), len(batch))
         wanted = len(self.names)
         calls: dict[str, int] = {}
 
@@ -381,7 +447,7 @@ class Scanner:
             return hook
 
         def keep(layer: str, output: torch.Tensor) -> None:
-            found[layer] = _strongest(output, (floors or {}).get(layer))
+            found[layer] = _candidates(output, *(floors or {}).get(layer, everything))
             if len(found) == wanted:
                 raise _StopForward
 
@@ -409,32 +475,61 @@ class Scanner:
             msg = (f"layer(s) {missing} produced no tensor output in the forward pass, so they "
                    "cannot be scanned")
             raise InvalidInputError(msg)
+        # A NaN or infinite pixel reaches the maxima; only then are the images read again
+        # (a pass over the batch costs more than this sum of a few thousand maxima).
+        if not bool(torch.isfinite(torch.cat([c.best for c in found.values()], 1).sum())):
+            bad = int((~torch.isfinite(images)).sum())
+            if bad:
+                msg = f"the batch contains {bad} NaN or infinite value(s); images must be finite"
+                raise InvalidInputError(msg)
         return found
+
+
+def _candidates(output: torch.Tensor, floor: torch.Tensor, k: int) -> Candidates:
+    """The pairs (image, unit) of one layer's ``output`` that can enter a unit's top-k, with
+    their strongest activation and its flat position (the first maximum in row-major order);
+    runs inside the hook, before any in-place op changes ``output``.
+
+    A pair is a candidate when its maximum is not below the unit's ``floor``. With ``k`` > 0
+    (early in a scan) NaN counts as a candidate too (it ranks as ``-inf``), and when more than
+    ``k`` images of the batch pass for a unit only the batch's ``k`` best do. Only candidates
+    get a position: the maximum of every pair is one vectorised ``amax``, the position one
+    slower ``max`` on their rows. The few torch calls per layer are what a long scan costs
+    beyond the forward.
+    """
+    shape = tuple(output.shape[1:])
+    flat = output.detach().flatten(2) if output.dim() > 2 else output.detach()[:, :, None]
+    best = flat.amax(dim=2)
+    if best.dtype != torch.float32:
+        best = best.float()
+    if floor.device != best.device:
+        floor = floor.to(best.device)
+    values = best.T  # (units, B): candidates unit by unit
+    if k:
+        chosen = values.lt(floor[..., None]).logical_not_()  # NaN too
+        if best.shape[0] > k and int(chosen.sum()) > k * best.shape[1]:
+            chosen &= values.lt(best.topk(k, dim=0).values[-1][:, None]).logical_not_()
+    else:
+        chosen = values >= floor[:, None]
+    if flat.shape[2] == 1:
+        positions = torch.zeros(int(chosen.sum()), dtype=torch.long, device=best.device)
+    else:  # max's index and argmax: the first maximum
+        positions = flat.transpose(0, 1)[chosen].max(dim=1).indices
+    return Candidates(chosen, positions, best, shape)
 
 
 def _strongest(output: torch.Tensor, floor: tuple[torch.Tensor, int] | None
                ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...]]:
-    """Per (image, unit): the strongest activation and its flat position (see
-    :meth:`Scanner.reduce`); runs inside the hook, before any in-place op changes ``output``.
-    The position is None when no image of the batch can enter any unit's top-k."""
-    shape = tuple(output.shape[1:])
-    flat = output.detach().flatten(2) if output.dim() > 2 else output.detach()[:, :, None]
-    if floor is None:
-        best, where = flat.max(dim=2)
-        return best.float().cpu(), where.cpu(), shape
-    best = flat.amax(dim=2)  # ~10x cheaper than max with indices
-    if flat.shape[2] == 1:
-        return best.float().cpu(), torch.zeros(best.shape, dtype=torch.long), shape
-    kth, k = floor
-    chosen = best >= kth.to(best.device)  # (units,), or a scalar -inf before k images
-    count = int(chosen.sum())
-    if count == 0:
-        return best.float().cpu(), None, shape  # no image of the batch can enter
-    if count > k * best.shape[1] and best.shape[0] > k:  # only a batch's k best can enter
-        chosen &= best >= best.topk(k, dim=0).values[-1]
-    where = torch.zeros(best.shape, dtype=torch.long, device=best.device)
-    where[chosen] = flat[chosen].argmax(dim=1)
-    return best.float().cpu(), where.cpu(), shape
+    """:func:`_candidates` as dense ``(B, units)`` maxima and flat positions (position 0 for
+    the pairs that cannot enter; None when no pair can). Without ``floor``: every pair's."""
+    kth, k = floor if floor is not None else (torch.tensor(float("-inf")), output.shape[0])
+    found = _candidates(output, kth, k)
+    best = found.best.cpu()
+    if found.positions.numel() == 0:
+        return best, None, found.shape
+    where = torch.zeros(best.shape[::-1], dtype=torch.long)
+    where[found.chosen.cpu()] = found.positions.cpu()
+    return best, where.T, found.shape
 
 
 def resolve_layers(probe: Probe, layers: Iterable[str], sample: torch.Tensor) -> list[str]:
@@ -550,7 +645,7 @@ def top_k_many(
         raise InvalidInputError(msg)
     names = resolve_layers(probe, layers, first[1])
     scanner = Scanner(probe, names)
-    running = {name: LayerScan(name, k, source.length) for name in names}
+    running = RunningTopK(names, k, source.length)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -568,17 +663,12 @@ def top_k_many(
     finally:
         if bar is not None:
             bar.close()
-    return {name: running[name].result() for name in names}
+    return running.result()
 
 
-def scan_batch(scanner: Scanner, running: dict[str, LayerScan], indices: torch.Tensor,
+def scan_batch(scanner: Scanner, running: RunningTopK, indices: torch.Tensor,
                images: torch.Tensor) -> None:
     """Run one batch and fold it into every layer's running top-k."""
     if images.shape[0] == 0:
         return
-    floors = {name: (scan.floor(), scan.k) for name, scan in running.items()}
-    found = scanner.reduce(images, floors)
-    states = {name: scan.prepare(*found[name][:2], indices, found[name][2])
-              for name, scan in running.items()}
-    for name, scan in running.items():  # every layer takes the batch, or none does
-        scan.commit(states[name])
+    running.add(scanner.reduce(images, running.floors(indices)), indices)

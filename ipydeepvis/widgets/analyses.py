@@ -36,6 +36,7 @@ from ..core.topk import Entry
 from ..core.topk_images import Crops, patches, projections
 from ._base import report_error
 from .panes import PANE, Pane, ViewState
+from .plots import LinePlot, integer_ticks
 from .tiles import TileCanvas
 
 if TYPE_CHECKING:
@@ -214,16 +215,22 @@ class OcclusionPane(JobPane):
         self.clicked: tuple[int, int] | None = None
 
         def titled(text: str, canvas: TileCanvas) -> widgets.VBox:
-            return widgets.VBox([widgets.HTML(text), canvas])
+            """``text`` above ``canvas``, wrapped within the canvas' width."""
+            heading = widgets.HTML(f"<div style='white-space:normal;line-height:16px'>{text}"
+                                   "</div>", layout=widgets.Layout(width=f"{PANE}px"))
+            heading.add_class("e2e-occlusion-heading")
+            return widgets.VBox([heading, canvas], layout=widgets.Layout(
+                width=f"{PANE}px", margin="0 8px 0 0"))
 
         self.outputs = [widgets.HBox([
-            titled("<b>predicted class probability</b>", self.class_canvas),
+            titled("<b>class probability</b>", self.class_canvas),
             titled("<b>most probable class</b>", self.label_canvas),
             titled("<b>unit's total activation</b>", self.unit_canvas),
-            titled("<b>occluded input</b> (click a map)", self.occluded_canvas),
+            titled("<b>occluded input</b>", self.occluded_canvas),
         ]), self.legend]
         self.assemble("Slide a square over the image (Zeiler &amp; Fergus Fig. 7): where "
-                      "hiding a patch lowers the answer, the model looks there.")
+                      "hiding a patch lowers the answer, the model looks there. Click a map "
+                      "to see the input with that patch hidden.")
 
     def key(self, state: ViewState) -> Hashable:
         return (state.image_index, state.epoch, state.layer, state.unit, self.patch.value,
@@ -340,7 +347,7 @@ class InvariancePane(JobPane):
                                                description="transform")
         self.transform.observe(lambda _c: self.request(), names="value")
         self.controls = [self.transform]
-        self.figures: dict[str, tuple[bq.Figure, bq.Lines]] = {}
+        self.figures: dict[str, tuple[LinePlot, bq.Lines]] = {}
         self.box = widgets.HBox()
         self.outputs = [self.box]
         self.assemble("How the features of a few images move when the images are shifted, "
@@ -372,32 +379,28 @@ class InvariancePane(JobPane):
                   for layer in result.layers]
         if self.view._classes is not None or any(lbl is not None for lbl in self.view._labels):
             panels.append(("true class probability", result.probability))
-        figures = []
+        plots = []
         for title, curves in panels:
-            figure, lines = self._figure(title)
+            plot, lines = self._plot(title, "fraction" if "probability" in title
+                                     else "magnitude")
             with lines.hold_sync():
                 lines.x = xs
                 lines.y = np.asarray(curves, dtype=np.float64)
                 lines.labels = [f"image {i}" for i in range(len(curves))]
-            figure.axes[0].label = {"translate": "shift (px)", "scale": "scale factor",
-                                    "rotate": "angle (degrees)"}[result.transform]
-            figures.append(figure)
-        self.box.children = figures
+            plot.update_legend()
+            plot.x_axis.label = {"translate": "shift (px)", "scale": "scale factor",
+                                 "rotate": "angle (degrees)"}[result.transform]
+            plots.append(plot)
+        self.box.children = plots
 
-    def _figure(self, title: str) -> tuple[bq.Figure, bq.Lines]:
+    def _plot(self, title: str, y_kind: str) -> tuple[LinePlot, bq.Lines]:
         if title not in self.figures:
-            x, y = bq.LinearScale(), bq.LinearScale()
-            lines = bq.Lines(x=[], y=[], scales={"x": x, "y": y}, display_legend=True,
+            plot = LinePlot(title, x_label="value", x_kind="magnitude", y_kind=y_kind,
+                            width=330)
+            lines = bq.Lines(x=[], y=[], scales={"x": plot.x_scale, "y": plot.y_scale},
                              colors=["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"])
-            figure = bq.Figure(marks=[lines], title=title, animation_duration=0,
-                               axes=[bq.Axis(scale=x, label="value"),
-                                     bq.Axis(scale=y, side="left",
-                                             tick_format=".2g")],
-                               layout=widgets.Layout(width="330px", height="260px"),
-                               fig_margin={"top": 40, "bottom": 40, "left": 50, "right": 90},
-                               legend_location="top-right")
-            figure.legend_style = {"stroke-width": 0}
-            self.figures[title] = (figure, lines)
+            plot.set_marks([lines])
+            self.figures[title] = (plot, lines)
         return self.figures[title]
 
     def summary(self, result: Any, state: ViewState) -> str:
@@ -517,23 +520,16 @@ class OptimizePane(JobPane):
                                        widgets.VBox([self.norm_pct, self.contrib_pct,
                                                      self.size, self.lr_scale])])]
         self.canvas = TileCanvas(PANE, PANE, "e2e-optimize-image")
-        x, y = bq.LinearScale(), bq.LinearScale()
+        self.plot = LinePlot("", x_label="step", y_kind="magnitude", css="e2e-optimize-curve")
+        x, y = self.plot.x_scale, self.plot.y_scale
         self.objective = bq.Lines(x=[], y=[], scales={"x": x, "y": y},
-                                  colors=["#1f77b4", "#ff7f0e"], labels=["objective", "best"],
-                                  display_legend=True)
+                                  colors=["#1f77b4", "#ff7f0e"], labels=["objective", "best"])
         self.argmax = bq.Lines(x=[], y=[], scales={"x": x, "y": y}, colors=["#d62728"],
-                               line_style="dashed", labels=["layer argmax from"],
-                               display_legend=True)
-        self.figure = bq.Figure(marks=[self.objective, self.argmax], animation_duration=0,
-                                axes=[bq.Axis(scale=x, label="step", tick_format="d"),
-                                      bq.Axis(scale=y, side="left",
-                                              tick_format=".3g")],
-                                layout=widgets.Layout(width="420px", height="260px"),
-                                fig_margin={"top": 20, "bottom": 40, "left": 60, "right": 130},
-                                legend_location="top-right")
-        self.figure.add_class("e2e-optimize-curve")
+                               line_style="dashed", labels=["layer argmax from"])
+        self.plot.set_marks([self.objective, self.argmax])
+        self.figure = self.plot.figure
         self._trace: list[tuple[int, float, float]] = []
-        self.outputs = [widgets.HBox([self.canvas, self.figure])]
+        self.outputs = [widgets.HBox([self.canvas, self.plot])]
         self._preset_chosen({"new": self.preset.value})
         self.assemble("The image this unit likes best (Yosinski et al. 2015): gradient ascent "
                       "from grey noise with the paper's regularizers; presets are Table 1. "
@@ -578,7 +574,7 @@ class OptimizePane(JobPane):
             self._trace.append((step, float(run.objective[0]), float(run.best[0])))
             if run.images is not None:
                 self._draw_image(run.images[0])
-                self._draw_curve(self._trace, int(run.argmax_step[0]))
+                self._draw_curve(self._trace, int(run.argmax_step[0]), run.steps)
             return self.progress(step + 1, run.steps)
 
         return maximize(view.model_at(state.epoch), state.layer, state.unit, params=params,
@@ -590,15 +586,23 @@ class OptimizePane(JobPane):
         history = result.history
         trace = [(i, float(history.objective[i, 0]), float(history.best[i, 0]))
                  for i in range(history.objective.shape[0])]
-        self._draw_curve(trace, int(history.argmax_step[0]))
+        self._draw_curve(trace, int(history.argmax_step[0]), len(trace))
 
     def _draw_image(self, image: torch.Tensor) -> None:
         self.canvas.show(render.to_rgba(render.resize_nearest(render.image_to_uint8(image),
                                                               PANE, PANE)))
 
-    def _draw_curve(self, trace: list[tuple[int, float, float]], argmax_step: int) -> None:
+    def _draw_curve(self, trace: list[tuple[int, float, float]], argmax_step: int,
+                    total: int) -> None:
+        """The objective and best-so-far per step over an x axis of the run's ``total`` steps
+        (whole-number ticks), and the step from which the unit led its layer."""
         steps = np.array([t[0] for t in trace], dtype=np.float64)
         values = np.array([[t[1] for t in trace], [t[2] for t in trace]], dtype=np.float64)
+        last = max(1, total - 1)
+        if (self.plot.x_scale.min, self.plot.x_scale.max) != (0.0, float(last)):
+            with self.plot.x_scale.hold_sync():
+                self.plot.x_scale.min, self.plot.x_scale.max = 0.0, float(last)
+            self.plot.set_x_ticks(integer_ticks(0, last))
         with self.objective.hold_sync():
             self.objective.x, self.objective.y = steps, values
         if argmax_step >= 0 and len(trace):
@@ -608,8 +612,11 @@ class OptimizePane(JobPane):
             self.argmax.x, self.argmax.y = [], []
 
     def clear(self) -> None:
+        """No result for this selection: no curve and an empty canvas, so picture, curve and
+        status ("press Run") agree."""
         self.objective.x, self.objective.y = [], []
         self.argmax.x, self.argmax.y = [], []
+        self.canvas.show(np.zeros((PANE, PANE, 4), dtype=np.uint8))  # transparent
 
     def result_bytes(self, result: Any) -> int:
         return (tensor_bytes(result.images) + tensor_bytes(result.last)

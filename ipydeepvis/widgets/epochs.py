@@ -39,9 +39,10 @@ from ..core.series_analysis import (
     SeriesAnalysis,
 )
 from ._base import LatestWins, close_widget_tree, report_error
+from .plots import LinePlot, epoch_ticks
 from .tiles import TileCanvas
 
-__all__ = ["EpochScrubber", "metric_curves"]
+__all__ = ["NO_METRICS", "EpochScrubber", "metric_curves"]
 
 CELL = render.STRIP_CELL  # px of one projection or patch crop in the strip
 GAP = render.STRIP_GAP
@@ -77,6 +78,19 @@ def metric_curves(metrics: Any) -> dict[str, tuple[list[int], list[float]]]:
             ys.append(float(value))
     return curves
 
+
+NO_METRICS = "no metrics saved with these checkpoints"
+
+
+def _missing_metric(kind: str, curves: dict[str, Any]) -> str | None:
+    """What a metric plot says instead of empty axes: nothing saved at all, or no metric of
+    this ``kind`` ("loss", "accuracy") among those saved; None when there is one."""
+    key = "acc" if kind == "accuracy" else kind
+    if any(key in name for name in curves):
+        return None
+    if not curves:
+        return NO_METRICS
+    return f"no {kind} among the metrics saved with these checkpoints ({', '.join(curves)})"
 
 
 class EpochScrubber(widgets.VBox):
@@ -150,8 +164,8 @@ class EpochScrubber(widgets.VBox):
         top = [self._picker, self._controls] if picker else [self._controls]
         self.children = [*top, self._progress_row,
                          widgets.HBox([self._strip_box, self._filters_box]),
-                         widgets.HBox([self._loss_fig, self._acc_fig]),
-                         widgets.HBox([self._change_fig, self._dead_fig]), self._status,
+                         widgets.HBox([self._loss_plot, self._acc_plot]),
+                         widgets.HBox([self._change_plot, self._dead_plot]), self._status,
                          self._errors]
         self.add_class("epoch-scrubber")
         self._ready = True
@@ -345,39 +359,52 @@ class EpochScrubber(widgets.VBox):
         self._filters_box = widgets.VBox([widgets.HTML("<b>first-layer filters</b>"),
                                           self._filters_canvas])
         curves = metric_curves(getattr(self.series, "metrics", None))
-        self._loss_fig, self._loss_marker = self._figure(
-            "loss", {k: v for k, v in curves.items() if "loss" in k}, "e2e-loss")
-        self._acc_fig, self._acc_marker = self._figure(
-            "accuracy", {k: v for k, v in curves.items() if "acc" in k}, "e2e-acc")
-        self._change_fig, self._change_marker = self._figure(
+        self._loss_plot, self._loss_marker = self._plot(
+            "loss", {k: v for k, v in curves.items() if "loss" in k}, "e2e-loss",
+            missing=_missing_metric("loss", curves))
+        accuracy = {k: v for k, v in curves.items() if "acc" in k}
+        self._acc_plot, self._acc_marker = self._plot(
+            "accuracy", accuracy, "e2e-acc", y_kind="fraction" if all(
+                0.0 <= y <= 1.0 for _, ys in accuracy.values() for y in ys) else "magnitude",
+            missing=_missing_metric("accuracy", curves))
+        self._change_plot, self._change_marker = self._plot(
             "relative weight change", {name: ([], []) for name in self._conv_layers},
             "e2e-change")
-        self._dead_fig, self._dead_marker = self._figure(
-            "dead units", {name: ([], []) for name in self._conv_layers}, "e2e-dead")
+        self._dead_plot, self._dead_marker = self._plot(
+            "dead units", {name: ([], []) for name in self._conv_layers}, "e2e-dead",
+            y_kind="fraction")
+        self._loss_fig, self._acc_fig = self._loss_plot.figure, self._acc_plot.figure
+        self._change_fig, self._dead_fig = self._change_plot.figure, self._dead_plot.figure
+        # a new view of the strip means a front end just built its models: resend the curves
+        # the worker may have updated meanwhile (LinePlot.resend)
+        self._strip_canvas[0].on_client_ready(self._resend_plots)
         self._status = widgets.HTML()
         self._status.add_class("e2e-scrubber-status")
         self._errors = widgets.Output()
 
-    def _figure(self, title: str, curves: dict[str, tuple[list[int], list[float]]],
-                css: str) -> tuple[bq.Figure, bq.Lines]:
+    def _plot(self, title: str, curves: dict[str, tuple[list[int], list[float]]], css: str,
+              y_kind: str = "magnitude", missing: str | None = None) -> tuple[LinePlot, bq.Lines]:
+        """A plot over the saved epochs (whole-number ticks at the saved epochs), its legend
+        above the plot area, a red marker at the epoch shown; ``missing`` in its place when
+        there is nothing to plot."""
         x_scale = bq.LinearScale(min=float(min(self.epochs)), max=float(max(self.epochs)))
-        y_scale = bq.LinearScale()
+        plot = LinePlot(title, x_label="epoch", y_kind=y_kind, css=css, x_scale=x_scale)
+        plot.set_x_ticks(epoch_ticks(self.epochs, plot.plot_width))
         marks = [bq.Lines(x=np.asarray(xs, float), y=np.asarray(ys, float),
-                          scales={"x": x_scale, "y": y_scale}, labels=[name],
-                          colors=[LINE_COLORS[i % len(LINE_COLORS)]], display_legend=True)
+                          scales={"x": x_scale, "y": plot.y_scale}, labels=[name],
+                          colors=[LINE_COLORS[i % len(LINE_COLORS)]])
                  for i, (name, (xs, ys)) in enumerate(curves.items())]
         marker = bq.Lines(x=[self.epochs[-1]] * 2, y=[0.0, 1.0],
                           scales={"x": x_scale, "y": bq.LinearScale(min=0.0, max=1.0)},
                           colors=["red"], stroke_width=2)
-        figure = bq.Figure(
-            marks=[*marks, marker], title=title, animation_duration=0,
-            axes=[bq.Axis(scale=x_scale, label="epoch"),
-                  bq.Axis(scale=y_scale, side="left", tick_format=".2g")],
-            layout=widgets.Layout(width="420px", height="260px"),
-            fig_margin={"top": 40, "bottom": 40, "left": 50, "right": 10},
-            legend_location="top-right")
-        figure.add_class(css)
-        return figure, marker
+        plot.set_marks([*marks, marker])
+        if missing is not None:
+            plot.show_message(missing)
+        return plot, marker
+
+    def _resend_plots(self) -> None:
+        for plot in (self._loss_plot, self._acc_plot, self._change_plot, self._dead_plot):
+            plot.resend()
 
     def _set_curves(self, figure: bq.Figure,
                     curves: dict[str, tuple[list[int], list[float]]]) -> None:
@@ -468,6 +495,7 @@ class EpochScrubber(widgets.VBox):
         self.strip = strip
         self.dead = self.analysis.dead(strip.epochs)
         self._set_curves(self._dead_fig, self.dead)
+        self._dead_plot.fit_fraction_axis([v for _, ys in self.dead.values() for v in ys])
         self._draw_strip(strip)
         stopped = " (stopped)" if self._stop.is_set() else ""
         readable = self.analysis.available_epochs

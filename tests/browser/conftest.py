@@ -157,7 +157,7 @@ def scrubber_page(request: pytest.FixtureRequest, browser: Any,
     kind = request.param
     yield from _open(kind, browser, SCRUBBER, Expected.of(SCRUBBER),
                      tmp_path_factory.mktemp(f"scrubber-{kind}"),
-                     viewport={"width": 1500, "height": 1800})
+                     viewport={"width": 1500, "height": 2300})
 
 
 @pytest.fixture(autouse=True)

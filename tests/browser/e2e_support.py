@@ -309,10 +309,27 @@ view.image_index = demo.confident_index(among=8)
 view"""
 
 
+# Below it, a stand-alone scrubber on the same checkpoints saved without metrics (issue 12.11).
+BARE_SCRUBBER_CELL = """\
+import json, shutil
+from pathlib import Path
+
+run = Path("run_without_metrics")
+shutil.copytree(dv.demo.series_path(), run, dirs_exist_ok=True)
+manifest = json.loads((run / "manifest.json").read_text())
+manifest.pop("metrics", None)
+(run / "manifest.json").write_text(json.dumps(manifest))
+bare = dv.EpochScrubber(run, demo.dataset, probe_size=10)
+bare.add_class("e2e-bare-scrubber")
+bare"""
+
+
 def _write_scrubber(root: Path) -> None:
     _write_notebook(root / "scrubber.ipynb", [
         ("markdown", "# ipydeepvis: the dashboard following the epoch scrubber"),
         ("code", SCRUBBER_CELL),
+        ("markdown", "The same checkpoints saved without metrics:"),
+        ("code", BARE_SCRUBBER_CELL),
     ])
 
 

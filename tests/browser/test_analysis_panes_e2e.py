@@ -474,7 +474,31 @@ def test_occlusion_maps_and_a_clicked_cell_shows_the_occluded_input(
     status = page.inner_text(".e2e-occlusion-status")
     assert re.search(r"positions, .* · [\d.]+ s$", status.strip()), status
     assert tab_layout_problems(page) == []
+    assert heading_problems(page) == []
     screenshot(page, f"{dash.kind}_panes_5_occlusion", ".deepvis .widget-tab")
+
+
+HEADINGS_JS = """hs => hs.map(h => {
+  const range = document.createRange();  // the extent of the heading's text itself
+  range.selectNodeContents(h.querySelector('.widget-html-content > div'));
+  const text = range.getBoundingClientRect();
+  const canvas = h.parentElement.querySelector('canvas').getBoundingClientRect();
+  return [h.innerText.trim(), text.left, text.right, canvas.left, canvas.right, canvas.top];
+})"""
+
+
+def heading_problems(page: Any) -> list[str]:
+    """Occlusion map headings whose text reaches past their canvas' left or right edge, and
+    canvases not level (a heading wrapped onto a second line pushes its canvas down)."""
+    found = page.eval_on_selector_all(f"{SEL_OPEN_TAB} .e2e-occlusion-heading", HEADINGS_JS)
+    assert len(found) == 4, found
+    problems = [f"{text!r} spans x {left:.0f}..{right:.0f}, its canvas {c_left:.0f}.."
+                f"{c_right:.0f}" for text, left, right, c_left, c_right, _ in found
+                if left < c_left - 0.5 or right > c_right + 0.5]
+    tops = [round(top) for *_, top in found]
+    if max(tops) - min(tops) > 0.5:
+        problems.append(f"the maps' canvases are not level: tops {tops}")
+    return problems
 
 
 # bqplot draws one rect per bin and series; counted per fill colour, with their heights

@@ -37,6 +37,7 @@ import pytest
 from PIL import Image
 
 import ipydeepvis as dv
+from ipydeepvis.widgets.epochs import NO_METRICS
 from tests.browser.e2e_support import (
     ART_DIR,
     HIGHLIGHT,
@@ -408,7 +409,7 @@ def test_the_strip_follows_the_unit_nothing_overlaps_readme_pictures(
                                         ".e2e-predictions"], top_of=SEL_DASHBOARD),
         "evolution": clip_around(page, [SEL_STRIP, SEL_FILTERS, SEL_LABEL, ".e2e-progress"],
                                  top_of=SEL_SCRUBBER),
-        "plots": clip_around(page, list(FIGURES), margin=0),
+        "plots": clip_around(page, [f"{figure}-plot" for figure in FIGURES], margin=0),
     }
     for name, clip in shots.items():
         png = page.screenshot(clip=clip)
@@ -418,6 +419,107 @@ def test_the_strip_follows_the_unit_nothing_overlaps_readme_pictures(
             out = out if out.is_absolute() else REPO / out
             out.mkdir(parents=True, exist_ok=True)
             save_small_png(png, out / f"{name}.png")
+
+
+PLOT_JS = """(plot) => {
+  const box = e => { const r = e.getBoundingClientRect();
+                     return [r.left, r.top, r.right, r.bottom]; };
+  const shown = e => { const r = e.getBoundingClientRect(); return r.width > 0 || r.height > 0; };
+  // bqplot draws axes and plot area in one svg and the marks in another: ask the plot
+  const area = plot.querySelector('rect.plotarea_background')
+               || plot.querySelector('rect.plotarea_events');
+  return {
+    legend: Array.from(plot.querySelectorAll('.deepvis-legend-item')).map(
+      e => [e.innerText.trim(), box(e), e.querySelector('span').style.borderTopColor]),
+    area: area ? box(area) : null,
+    lines: Array.from(plot.querySelectorAll('path.line')).filter(shown).map(
+      p => [p.style.stroke, box(p)]),
+    svgLegend: plot.querySelectorAll('.g_legend text.legendtext').length,
+    ticks: Array.from(plot.querySelectorAll('g.axis')).map(a => Array.from(
+      a.querySelectorAll('g.tick')).map(t => t.textContent.trim())),
+    message: Array.from(plot.querySelectorAll('.deepvis-plot-message')).filter(shown).map(
+      e => [e.innerText.trim(), box(e)]),
+    plot: box(plot),
+  };
+}"""
+
+LEGENDS = {".e2e-loss": ["train_loss", "val_loss"], ".e2e-acc": ["train_acc", "val_acc"],
+           ".e2e-change": [f"conv{i}" for i in range(1, 6)],  # "features." left out
+           ".e2e-dead": [f"conv{i}" for i in range(1, 6)]}
+
+
+def overlap(a: Any, b: Any) -> bool:
+    return min(a[2], b[2]) - max(a[0], b[0]) > 0.5 and min(a[3], b[3]) - max(a[1], b[1]) > 0.5
+
+
+def plot_info(page: Any, figure: str, root: str = "") -> dict[str, Any]:
+    """Legend items, plot area, curves, ticks and message of the plot around ``figure``."""
+    selector = f"{root} {figure}-plot".strip()
+    return page.eval_on_selector(selector, PLOT_JS)  # type: ignore[no-any-return]
+
+
+def test_legends_sit_outside_the_plot_areas_and_a_run_without_metrics_says_so(
+        scrubber_page: Dashboard) -> None:
+    """Issue 12.11: each plot's legend is above its plot area (its box meets neither the plot
+    area nor any curve), bqplot draws no legend of its own, epoch ticks are the saved epochs,
+    fractions read as per cent; the same checkpoints saved without metrics (the page's second
+    scrubber) say "no metrics saved with these checkpoints" where the loss and accuracy plots
+    would be, and still plot what the weights give."""
+    dash, page = scrubber_page, scrubber_page.page
+    wait_scanned(page)
+    saved = [str(e) for e in epochs()]
+    for figure, labels in LEGENDS.items():
+        page.locator(f"{figure}-plot").first.scroll_into_view_if_needed()
+        deadline = time.monotonic() + 60
+        while True:  # the weight-change and dead-unit curves arrive after the scan
+            info = plot_info(page, figure)
+            curves = [b for stroke, b in info["lines"] if stroke not in ("red", "")]
+            if len(curves) == len(labels) or time.monotonic() > deadline:
+                break
+            page.wait_for_timeout(100)
+        assert len(curves) == len(labels), (figure, info["lines"], page.eval_on_selector(
+            f"{figure}-plot", "p => Array.from(p.querySelectorAll('path.line')).map("
+                              "e => [e.style.stroke, e.getAttribute('d')])"))
+        assert [text for text, _, _ in info["legend"]] == labels, figure
+        assert info["svgLegend"] == 0, f"{figure}: bqplot drew a legend in the plot area"
+        area = info["area"]
+        assert area is not None and area[2] - area[0] > 300, (figure, area)
+        for text, item, colour in info["legend"]:
+            assert item[3] <= area[1] + 0.5, f"{figure}: legend item {text} {item} over {area}"
+            assert not overlap(item, area), (figure, text, item, area)
+            assert not any(overlap(item, b) for b in curves), (figure, text, item)
+            assert info["plot"][0] - 0.5 <= item[0] and item[2] <= info["plot"][2] + 0.5
+            assert colour in {s for s, _ in info["lines"]}, (figure, text, colour)  # its line's
+        x_ticks, y_ticks = info["ticks"]
+        assert x_ticks == saved, (figure, x_ticks)
+        if figure in (".e2e-acc", ".e2e-dead"):  # accuracy 0..100 %, dead units 0..20 %
+            top = "100%" if figure == ".e2e-acc" else "20%"
+            assert y_ticks[0] == "0%" and y_ticks[-1] == top, (figure, y_ticks)
+            assert all(re.fullmatch(r"\d+%", t) for t in y_ticks), y_ticks
+        assert len(set(y_ticks)) == len(y_ticks), (figure, y_ticks)  # no repeated labels
+
+    bare = ".e2e-bare-scrubber"  # below the dashboard: out of view, maybe not rendered yet
+    page.locator(f"{bare} .e2e-dead-plot").scroll_into_view_if_needed()
+    page.wait_for_function(
+        "sel => { const e = document.querySelector(sel + ' .e2e-scrubber-status');"
+        " return !!e && e.textContent.includes('scanned'); }", arg=bare, timeout=60_000)
+    for figure in (".e2e-loss", ".e2e-acc"):
+        info = plot_info(page, figure, bare)
+        assert [text for text, _ in info["message"]] == [NO_METRICS]
+        assert info["area"] is None and info["legend"] == [], info  # no empty axes
+        left, top, right, bottom = info["message"][0][1]
+        assert (round(right - left), round(bottom - top)) == (420, 260)
+    deadline = time.monotonic() + 60
+    while True:
+        info = plot_info(page, ".e2e-change", bare)
+        drawn = [s for s, _ in info["lines"] if s not in ("red", "")]
+        if len(drawn) == 5 or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(100)
+    assert len(drawn) == 5 and info["ticks"][0] == saved, info
+    clip = clip_around(page, [f"{bare} {f}-plot" for f in (".e2e-loss", ".e2e-acc",
+                                                           ".e2e-change", ".e2e-dead")])
+    page.screenshot(path=str(ART_DIR / f"scrubber_{dash.kind}_3_no_metrics.png"), clip=clip)
 
 
 # ---------------------------------------------------------------------------- screenshots

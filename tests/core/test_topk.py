@@ -362,3 +362,16 @@ def test_positions_are_the_first_maximum_in_row_major_order() -> None:
     assert _strongest(maps, None)[1][0, 0] == 2 * 5 + 1
     nothing = _strongest(maps, (torch.full((3,), 5.0), 1))  # no image reaches the floor
     assert nothing[1] is None
+
+
+def test_non_finite_pixels_are_refused_with_their_count(net: nn.Module,
+                                                         images: torch.Tensor) -> None:
+    # the scan looks for them in the maxima it computes anyway, then counts them in the images
+    bad = images[:10].clone()
+    bad[3, 0, 2, 2] = float("nan")
+    bad[8, 1, 0, 0] = float("-inf")
+    for layer, batch_size, count in (("4", 10, 2), ("4", 4, 1), ("0", 10, 2)):
+        with pytest.raises(errors.InvalidInputError,
+                           match=rf"the batch contains {count} NaN or infinite value\(s\)"):
+            top_k(net, bad, layer, k=2, batch_size=batch_size)
+    assert top_k(net, images[:10], "4", k=2, batch_size=4).seen == 10

@@ -106,8 +106,8 @@ def test_invariance_and_correspondence_panes_show_the_core_numbers(demo: object)
     assert [f.title for f in figures] == ["features.conv1: feature distance",
                                           "features.conv5: feature distance",
                                           "true class probability"]
-    np.testing.assert_allclose(figures[1].marks[0].y, core.distance["features.conv5"])
-    np.testing.assert_allclose(figures[2].marks[0].y, core.probability)
+    np.testing.assert_allclose(figures[1].figure.marks[0].y, core.distance["features.conv5"])
+    np.testing.assert_allclose(figures[2].figure.marks[0].y, core.probability)
     table = view.panes["correspondence"]
     table.request(run=True)
     boxes = demo.dataset.boxes(list(range(4)))
@@ -174,10 +174,10 @@ def test_optimize_pane_streams_the_image_and_the_curve_and_matches_the_core(
     pictures, points = [], []
     original = pane._draw_curve
 
-    def spy(trace: list, argmax: int) -> None:
+    def spy(trace: list, argmax: int, total: int) -> None:
         pictures.append(pane.canvas.frame.copy())
         points.append(len(trace))
-        original(trace, argmax)
+        original(trace, argmax, total)
 
     pane._draw_curve = spy  # type: ignore[method-assign]
     pane.request(run=True)
