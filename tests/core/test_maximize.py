@@ -20,7 +20,12 @@ from ipydeepvis.core.maximize import (
     maximize_params,
 )
 from ipydeepvis.core.parametrization import Parametrization
-from ipydeepvis.core.regularizers import clip_small_contrib, clip_small_norm, gaussian_blur
+from ipydeepvis.core.regularizers import (
+    GaussianBlur,
+    clip_small_contrib,
+    clip_small_norm,
+    gaussian_blur,
+)
 from tests.core import reference_maximize
 from tests.nets import ConvReluPool, assert_same_state, model_state
 
@@ -123,14 +128,21 @@ def test_every_step_equals_the_toolbox_loop(preset: int) -> None:
 # ---------------------------------------------------------------------- the regularizers
 
 
-@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.5])
-def test_blur_equals_scipy_gaussian_filter(sigma: float) -> None:
-    v = torch.randn(2, 3, 9, 7, dtype=torch.float64)  # radius 10 > size at sigma 2.5
+@pytest.mark.parametrize(("sigma", "size"), [
+    (0.5, (9, 7)), (1.0, (9, 7)), (2.5, (9, 7)),  # radius 10 > size at sigma 2.5
+    (0.5, (90, 40)),  # 90 rows: tap sums (5 taps, > 16 * 5 rows); 40 columns: a matrix
+])
+def test_blur_equals_scipy_gaussian_filter(sigma: float, size: tuple[int, int]) -> None:
+    v = torch.randn(2, 3, *size, dtype=torch.float64)
     ours = gaussian_blur(v, sigma)
     for n in range(2):
         for c in range(3):
             expected = gaussian_filter(v[n, c].numpy(), sigma)
             np.testing.assert_allclose(ours[n, c].numpy(), expected, rtol=0, atol=1e-12)
+    blur = GaussianBlur(sigma, size, dtype=torch.float64)
+    assert [is_matrix for _axis, _op, is_matrix in blur._axes] == \
+        [size[0] <= 16 * len(blur._weights), size[1] <= 16 * len(blur._weights)]
+    torch.testing.assert_close(blur(v), ours, rtol=0, atol=0)  # the same operator, built once
 
 
 def test_percentile_clips_equal_numpy_per_image() -> None:
@@ -274,6 +286,40 @@ def test_params_are_hashable_and_reusable() -> None:
     assert first.params == p and (first.params, 0) in cache
     again = maximize(tiny(), "3", 0, params=first.params)
     assert torch.equal(first.images, again.images)
+
+
+class _ViewNet(nn.Module):
+    """conv, ReLU, a .view (which refuses channels-last activations), linear."""
+
+    def __init__(self, conv: nn.Conv2d, fc: nn.Linear) -> None:
+        super().__init__()
+        self.conv, self.fc = conv, fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.shape[0], -1))
+
+
+def test_a_model_that_needs_contiguous_activations_gets_the_same_images() -> None:
+    """CPU runs step channels-last images (faster convolutions); a model whose forward cannot
+    take them runs on contiguous ones, with the same numbers as an equivalent model that can."""
+    from ipydeepvis.core.maximize import _Run
+
+    torch.manual_seed(4)
+    flat = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    flat = flat.double()
+    viewing = _ViewNet(flat[0], flat[3])
+    options = dict(steps=8, size=8, preset=3, lr_scale=3e3)
+    assert _Run(dv.Probe(flat), "3", [1], maximize_params(**options), None, 3) \
+        .memory_format == torch.channels_last
+    assert _Run(dv.Probe(viewing), "fc", [1], maximize_params(**options), None, 3) \
+        .memory_format == torch.contiguous_format
+    a = maximize(flat, "3", [1, 4], **options)
+    b = maximize(viewing, "fc", [1, 4], **options)
+    np.testing.assert_allclose(a.history.objective, b.history.objective, rtol=1e-12)
+    torch.testing.assert_close(a.images, b.images, rtol=0, atol=1e-6)
+    assert a.history.objective[-1, 0] > a.history.objective[0, 0] + 1.0  # it did move
+    assert a.images.is_contiguous() and a.last.is_contiguous()
 
 
 # ---------------------------------------------------------------------- callback, stop
