@@ -32,6 +32,7 @@ from ..core.indexing import build_index
 from ..core.invariance import invariance
 from ..core.maximize import MaximizeParams, MaximizeResult, MaximizeState, maximize, maximize_params
 from ..core.occlusion import OcclusionMap, occlusion
+from ..core.probe import Probe
 from ..core.topk import Entry
 from ..core.topk_images import Crops, patches, projections
 from ._base import report_error
@@ -79,6 +80,7 @@ class JobPane(Pane):
     def __init__(self, view: DeepVis) -> None:
         super().__init__(view)
         self.cache: ByteLRU[Any] = ByteLRU(self.cache_bytes, f"{self.name} results")
+        self._kept_probe: Probe | None = None
         self.stopping = threading.Event()
         self.run_button = widgets.Button(description="Run", icon="play",
                                          layout=widgets.Layout(width="80px"))
@@ -181,6 +183,18 @@ class JobPane(Pane):
 
     def report(self, exc: BaseException) -> None:
         report_error(self.errors, exc, self.status)
+
+    def probe_of(self, model: torch.nn.Module) -> Probe:
+        """A probe of ``model`` kept by this pane (its recorded pass serves the next request
+        on the same image; the dashboard's own probe is left to the main panes, whose worker
+        this pane never shares)."""
+        probe = self._kept_probe
+        if probe is None or probe.model is not model:
+            probe = self._kept_probe = Probe(model)
+        return probe
+
+    def release(self) -> None:
+        self._kept_probe = None  # on close: the pane holds no model
 
     def _run_clicked(self, _button: Any) -> None:
         self.request(run=True)

@@ -140,6 +140,7 @@ class ComparePane(JobPane):
         return tuple(view._model_input(view._images[0]).shape)
 
     def release(self) -> None:
+        super().release()
         self._probes = {}
 
     def names(self, state: ViewState) -> tuple[str, str]:

@@ -26,7 +26,6 @@ import torch
 
 from ..core.cache import ByteLRU
 from ..core.histogram import DEFAULT_BINS, LayerHistogram, image_histogram, probe_histogram
-from ..core.probe import Probe
 from .analyses import JobPane
 from .panes import ViewState
 
@@ -68,7 +67,6 @@ class HistogramPane(JobPane):
     def __init__(self, view: DeepVis) -> None:
         super().__init__(view)
         self.probes: ByteLRU[Any] = ByteLRU(PROBE_CACHE_BYTES, "probe-set histograms")
-        self._probe: Probe | None = None
         # no padding below 0: a fraction axis that starts at -0.015 reads as a bug
         x, y = bq.LinearScale(), bq.LinearScale(min=0.0, allow_padding=False)
         # two marks, not one grouped Bars: bqplot 0.13's grouped (and 1-D) bars draw with
@@ -121,16 +119,6 @@ class HistogramPane(JobPane):
                       "the fraction of its units that never fire (largest value over the "
                       "probe set &le; 0).")
 
-    def probe_of(self, model: torch.nn.Module) -> Probe:
-        """A probe of ``model`` kept by this pane (its recorded pass serves the next request
-        on the same image; the dashboard's own probe is left to the main panes)."""
-        probe = self._probe
-        if probe is None or probe.model is not model:
-            probe = self._probe = Probe(model)
-        return probe
-
-    def release(self) -> None:
-        self._probe = None  # on close: the pane holds no model
 
     # -- what the result depends on ------------------------------------------------------------
 

@@ -21,7 +21,6 @@ import numpy.typing as npt
 import torch
 
 from .. import render
-from ..core.probe import Probe
 from ..core.sanity import MODES, SanityCheck, depths, sanity_check
 from .analyses import JobPane
 from .panes import NEUTRAL, PANE, ViewState
@@ -71,7 +70,6 @@ class SanityPane(JobPane):
         self.seed = widgets.BoundedIntText(0, min=0, max=2**31 - 1, description="seed",
                                            layout=widgets.Layout(width="180px"))
         self._following = False
-        self._probe: Probe | None = None
         self._follow_layer()
         for control in (self.mode, self.depth, self.seed):
             control.observe(self._option_changed, names="value")
@@ -114,16 +112,6 @@ class SanityPane(JobPane):
         if not self._following:
             self.request()
 
-    def probe_of(self, model: torch.nn.Module) -> Probe:
-        """A probe of ``model`` kept by this pane (its recorded pass serves the next request
-        on the same image; the dashboard's own probe is left to the main panes)."""
-        probe = self._probe
-        if probe is None or probe.model is not model:
-            probe = self._probe = Probe(model)
-        return probe
-
-    def release(self) -> None:
-        self._probe = None  # on close: the pane holds no model
 
     def key(self, state: ViewState) -> Hashable:
         position = self.view._seed_position(state)
