@@ -232,7 +232,8 @@ class LinePlot(widgets.VBox):
 
     def close(self) -> None:
         """Close the plot with its figure and its message (the one not shown included)."""
-        close_widget_tree(self, self.figure, self.message)
+        parts = [getattr(self, name, None) for name in ("figure", "message")]
+        close_widget_tree(self, *[p for p in parts if p is not None])  # also half-built
 
     def __repr__(self) -> str:
         labels = [label for label, _, _ in legend_entries(self.figure.marks)]
