@@ -293,7 +293,8 @@ def test_tabs_show_every_analysis(dashboard: Dashboard) -> None:
 
 def test_optimize_streams_changing_pixels_and_curve_points(dashboard: Dashboard) -> None:
     dash, page, e = dashboard, dashboard.page, dashboard.expected
-    unit, steps = 7, 100
+    # long enough (a few seconds since the loop got faster) for the page to see it stream
+    unit, steps = 7, 400
     set_unit(page, unit)
     open_tab(page, "optimize")
     set_steps(page, steps)
