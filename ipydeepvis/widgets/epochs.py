@@ -407,8 +407,15 @@ class EpochScrubber(widgets.VBox):
         return plot, marker
 
     def _resend_plots(self) -> None:
+        """A front end just built the strip's view: send again what the worker may have
+        changed while it was building (Voila takes a snapshot of the widgets' state while the
+        notebook still runs, and an update sent meanwhile can be lost: the curves, and the
+        scan's progress, Stop button and status, which then stayed at "scanning")."""
         for plot in (self._loss_plot, self._acc_plot, self._change_plot, self._dead_plot):
             plot.resend()
+        for widget in (self._progress, self._stop_button, self._status, self._strip_columns,
+                       self._strip_rows, self._epoch_label):
+            widget.send_state()
 
     def _set_curves(self, figure: bq.Figure,
                     curves: dict[str, tuple[list[int], list[float]]]) -> None:

@@ -110,6 +110,22 @@ def test_a_new_view_of_the_strip_resends_the_curves(scrubber: EpochScrubber) -> 
         assert sent.count((name, ("min", "max"))) == 2, name
 
 
+def test_a_new_view_of_the_strip_resends_the_scan_status(scrubber: EpochScrubber) -> None:
+    """The same race left Voila's page at "scanning" (progress bar short of its end, Stop
+    lit, no "scanned" status) after the scan had finished: client-ready sends those again."""
+    widgets_sent = [scrubber._progress, scrubber._stop_button, scrubber._status,
+                    scrubber._strip_columns, scrubber._strip_rows, scrubber._epoch_label]
+    sent: list[int] = []
+    for i, widget in enumerate(widgets_sent):
+        widget.send_state = lambda key=None, _i=i: sent.append(_i)  # type: ignore[method-assign]
+    try:
+        scrubber._strip_canvas[0]._handle_custom_msg({"event": "client_ready"}, None)
+    finally:
+        for widget in widgets_sent:
+            del widget.send_state
+    assert sorted(sent) == list(range(len(widgets_sent)))
+
+
 def test_epoch_ticks_are_the_saved_epochs_or_round_whole_numbers() -> None:
     assert epoch_ticks([1, 2, 3, 5, 10, 15], 348) == [1, 2, 3, 5, 10, 15]
     assert epoch_ticks([15, 1, 5], 348) == [1, 5, 15]
