@@ -34,6 +34,7 @@ function render({ model, el }) {
   let stream = null;
   let timer = null;
   let encoding = false;
+  let sendAfterEncoding = false; // frozen while a frame was encoding: send the paused one next
   let nextId = 1;
   let opening = false;
   const capturedAt = new Map(); // frame id -> performance.now() when drawn from the video
@@ -71,6 +72,10 @@ function render({ model, el }) {
         el.dataset.encodeMs = (performance.now() - capturedAt.get(id)).toFixed(1);
       } finally {
         encoding = false;
+        if (sendAfterEncoding) {
+          sendAfterEncoding = false;
+          send();
+        }
       }
     }, model.get("format"), model.get("quality"));
   }
@@ -150,8 +155,11 @@ function render({ model, el }) {
     if (!stream) return;
     if (model.get("frozen")) {
       video.pause();
-      send(); // the dashboard shows exactly the picture that stays on screen
+      // the dashboard shows exactly the picture that stays on screen (after the frame being
+      // encoded, if one is: it was captured before the pause)
+      if (encoding) sendAfterEncoding = true; else send();
     } else {
+      sendAfterEncoding = false;
       video.play();
     }
   }

@@ -10,6 +10,7 @@ what the model makes of the frozen picture, computed here from the input canvas'
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,20 @@ def wait_shown(page: Any, frame: int, timeout: float = 30_000) -> None:
         arg=[SEL_CAMERA, frame], timeout=timeout)
 
 
+def wait_canvas_settled(page: Any, selector: str, quiet_ms: int = 500,
+                        timeout: float = 15.0) -> Any:
+    """The canvas's pixels once two reads ``quiet_ms`` apart agree."""
+    deadline = time.monotonic() + timeout
+    last = read_canvas(page, selector)
+    while True:
+        page.wait_for_timeout(quiet_ms)
+        now = read_canvas(page, selector)
+        if np.array_equal(now, last):
+            return now
+        assert time.monotonic() < deadline, f"{selector} kept changing for {timeout} s"
+        last = now
+
+
 def test_camera_frames_drive_the_dashboard_and_freeze_stops_them(
         camera_page: Dashboard) -> None:
     dash, page, e = camera_page, camera_page.page, camera_page.expected
@@ -120,7 +135,9 @@ def test_camera_frames_drive_the_dashboard_and_freeze_stops_them(
         " return d.frozen === 'true' && d.sentFrames === d.shownFrame; }",
         arg=SEL_CAMERA, timeout=30_000)
     sent = dataset(page)["sentFrames"]
-    frozen = read_canvas(page, SEL_INPUT)
+    # the echo of the frame's id can reach the page before the canvas has painted the frame
+    # (ipycanvas processes its draw commands asynchronously): take the picture it settles on
+    frozen = wait_canvas_settled(page, SEL_INPUT)
     page.wait_for_timeout(1500)  # 7 frame periods at 5 frames/s
     assert dataset(page)["sentFrames"] == sent
     np.testing.assert_array_equal(read_canvas(page, SEL_INPUT), frozen)
