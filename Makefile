@@ -29,7 +29,7 @@ setup-bench: $(VENV)/.bench
 ## The whole suite (what CI runs): two pytest workers, one test file each at a time (a file's
 ## servers and pages stay in one worker); torch one thread per worker, so two never fight.
 test: $(VENV)/.test
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -rs -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -rs -n 2 --dist loadfile --no-loadscope-reorder
 
 ## Everything but the slow tests.
 test-fast: $(VENV)/.test

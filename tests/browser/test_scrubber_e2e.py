@@ -162,7 +162,9 @@ def wait_epoch(page: Any, epoch: int, timeout: float = 20_000) -> None:
 
 
 def strip_units(page: Any) -> list[int]:
-    """The units the strip shows, as its status line reports them once a scan is done."""
+    """The units the strip shows, as its status line reports them once a scan is done (the
+    scan may still run: a loaded machine scans slower than the tests click)."""
+    wait_scanned(page)
     text = page.inner_text(SEL_SCRUB_STATUS)
     match = re.search(r"units \[([\d, ]+)\]", text)
     assert match, text
