@@ -22,12 +22,15 @@ def _seed_everything() -> None:
 # starts its own servers, 20-60 s), then the other slow tests, then the many quick ones, which
 # fill in whichever worker ends first. xdist's own order (most tests first) ran the few-test
 # browser files last, so one worker went on alone for minutes at the end.
+# Files sharing session-scoped pages are one unit (``tests/browser/conftest.py``'s
+# ``dashboard``: the quickstart in Lab and Voila, 40-50 s to open).
 ONE_UNIT_PER_TEST = {"tests/browser/test_notebooks_voila.py", "tests/test_notebooks.py"}
+SAME_UNIT_AS = {"tests/browser/test_keyboard_e2e.py": "tests/browser/test_dashboard_e2e.py"}
 
 
 def work_unit(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
-    return nodeid if path in ONE_UNIT_PER_TEST else path
+    return nodeid if path in ONE_UNIT_PER_TEST else SAME_UNIT_AS.get(path, path)
 
 
 def _heaviness(item: pytest.Item) -> int:

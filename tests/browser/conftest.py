@@ -1,9 +1,10 @@
 """Browser fixtures: Chromium, a JupyterLab or Voila server showing the dashboard, the page.
 
-The ``dashboard`` fixture is module-scoped and parametrized over ``lab`` and ``voila``: one
-server and one page per environment, shared by the tests of a module (each test sets the state
-it starts from). Servers, kernels and browser contexts are stopped at teardown, also when
-start-up fails. A failing test leaves a full-page screenshot in ``test-artifacts/``.
+The ``dashboard`` fixture is parametrized over ``lab`` and ``voila``: one server and one page per
+environment, shared by the tests of the quickstart modules (each test sets the state it starts
+from); the other pages are module-scoped. Servers, kernels and browser contexts are stopped
+at teardown, also when start-up fails. A failing test leaves a full-page screenshot in
+``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -124,9 +125,12 @@ def _open(kind: str, browser: Any, subject: Subject, expected: Expected,
         server.stop()
 
 
-@pytest.fixture(scope="module", params=["lab", "voila"])
+@pytest.fixture(scope="session", params=["lab", "voila"])
 def dashboard(request: pytest.FixtureRequest, browser: Any, subject: Subject,
               expected: Expected, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """The quickstart in JupyterLab and in Voila, shared by ``test_dashboard_e2e.py`` (whose
+    first test checks the page as Run All left it) and ``test_keyboard_e2e.py``, which
+    ``tests/conftest.py`` makes one unit of work (one worker, one pair of pages)."""
     kind = request.param
     yield from _open(kind, browser, subject, expected, tmp_path_factory.mktemp(kind))
 

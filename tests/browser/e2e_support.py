@@ -543,6 +543,7 @@ class Dashboard:
         self.logs = logs
         self.images = list(expected.images)  # what the thumbnail strip should show
         self.timings: dict[str, float] = {}
+        self.touched = False  # a test changed the page's state (the quickstart pages are shared)
 
     def kernel(self, code: str) -> str | None:
         """Output of ``code`` run in the notebook's kernel (JupyterLab and Notebook 7; None in

@@ -107,6 +107,7 @@ def assert_python_state(dash: Dashboard, state: State) -> None:
 def go_to(dash: Dashboard, unit: int, method: str) -> State:
     """Bring the dashboard to ``unit`` / ``method`` on image 0 through the UI; wait for it."""
     page = dash.page
+    dash.touched = True
     click_canvas_at(page, SEL_THUMBS, THUMB // 2, THUMB // 2)  # image 0 (a no-op if shown)
     if active_toggle(page, SEL_METHOD) != method:
         click_toggle(page, SEL_METHOD, method)
@@ -127,6 +128,9 @@ def check_initial_frames(dash: Dashboard) -> None:
     """After Run All: the quickstart's state, frames equal to the expected pictures, the
     status, the top prediction, no error, nothing overlapping."""
     e, page = dash.expected, dash.page
+    assert not dash.touched, (
+        "the initial frames need a page no test has changed: the first test on the shared "
+        "quickstart pages is test_dashboard_e2e.py's (collect it before test_keyboard_e2e.py)")
     start = dash.subject.image_after_run()  # the quickstart opens on a confident image
     state = State(e.default_layer, dash.subject.unit_after_run, start,
                   dash.subject.method_after_run)
