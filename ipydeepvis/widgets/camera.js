@@ -5,8 +5,8 @@
 // {type: "frame", id, width, height} with the bytes as its one buffer. The kernel echoes the id
 // of the frame the dashboard shows in `shown_frame`; the time from capture to that echo is
 // written on the element (data-latency-ms, and data-encode-ms for capture to sent) and in the
-// status line. While `max_in_flight`
-// frames are sent and not yet shown, no new one is captured (backpressure).
+// status line; data-frozen-frame is the id of the paused picture a freeze sent. While
+// `max_in_flight` frames are sent and not yet shown, no new one is captured (backpressure).
 
 function button(label, cls) {
   const b = document.createElement("button");
@@ -51,7 +51,7 @@ function render({ model, el }) {
     say(text, true);
   }
 
-  function send() {
+  function send(final = false) { // final: the paused picture of a freeze
     const vw = video.videoWidth;
     const vh = video.videoHeight;
     if (!stream || encoding || !vw || !vh) return;
@@ -69,12 +69,13 @@ function render({ model, el }) {
         model.send({ type: "frame", id, width: grab.width, height: grab.height },
           undefined, [bytes]);
         el.dataset.sentFrames = String(id);
+        if (final) el.dataset.frozenFrame = String(id);
         el.dataset.encodeMs = (performance.now() - capturedAt.get(id)).toFixed(1);
       } finally {
         encoding = false;
         if (sendAfterEncoding) {
           sendAfterEncoding = false;
-          send();
+          send(true);
         }
       }
     }, model.get("format"), model.get("quality"));
@@ -157,9 +158,10 @@ function render({ model, el }) {
       video.pause();
       // the dashboard shows exactly the picture that stays on screen (after the frame being
       // encoded, if one is: it was captured before the pause)
-      if (encoding) sendAfterEncoding = true; else send();
+      if (encoding) sendAfterEncoding = true; else send(true);
     } else {
       sendAfterEncoding = false;
+      delete el.dataset.frozenFrame;
       video.play();
     }
   }

@@ -132,7 +132,8 @@ def test_camera_frames_drive_the_dashboard_and_freeze_stops_them(
     page.click(f"{SEL_CAMERA} .deepvis-camera-freeze")
     page.wait_for_function(
         "sel => { const d = document.querySelector(sel).dataset;"
-        " return d.frozen === 'true' && d.sentFrames === d.shownFrame; }",
+        " return d.frozen === 'true' && !!d.frozenFrame && d.sentFrames === d.frozenFrame"
+        " && d.shownFrame === d.frozenFrame; }",
         arg=SEL_CAMERA, timeout=30_000)
     sent = dataset(page)["sentFrames"]
     # the echo of the frame's id can reach the page before the canvas has painted the frame
