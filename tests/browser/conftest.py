@@ -34,6 +34,7 @@ from tests.browser.e2e_support import (
     launch_chromium,
     missing_requirements,
     notebook7_open,
+    reap_servers,
     start_lab,
     start_notebook7,
     start_voila,
@@ -45,6 +46,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, "rep_" + report.when, report)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _servers_exit_before_the_session_ends() -> Iterator[None]:
+    yield
+    reap_servers()
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ Adapted from the recipe in ``/work/shared/e2e`` (E2E.md explains every gotcha re
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import json
@@ -24,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -163,6 +165,18 @@ def isolated_env(tmp: Path) -> dict[str, str]:
     return env
 
 
+_REAPERS: list[threading.Thread] = []
+
+
+def reap_servers() -> None:
+    """Wait until every stopped server has exited (the end of a test session)."""
+    while _REAPERS:
+        _REAPERS.pop().join()
+
+
+atexit.register(reap_servers)
+
+
 class Server:
     """A Jupyter server process; :meth:`stop` ends it (and its kernels)."""
 
@@ -183,13 +197,20 @@ class Server:
         self.startup_s = time.monotonic() - t0
 
     def stop(self) -> None:
+        """SIGTERM (the server shuts its kernels down, 2-4 s) and return: a thread waits for
+        the exit, kills a server still there after 20 s, and :func:`reap_servers` joins it."""
         if self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: the server shuts its kernels down
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self.proc.terminate()
+        reaper = threading.Thread(target=self._reap, name=f"reap {self.base}", daemon=True)
+        reaper.start()
+        _REAPERS.append(reaper)
+
+    def _reap(self) -> None:
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self._log.close()
 
     def log_tail(self, lines: int = 40) -> str:

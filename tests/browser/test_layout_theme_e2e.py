@@ -37,7 +37,9 @@ from tests.browser.e2e_support import (
     click_canvas_at,
     demo_available,
     layout_problems,
+    selected_layer,
     set_slider_via_readout,
+    slider_value,
     wait_frame,
     wait_slider_value,
 )
@@ -49,21 +51,39 @@ THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 SEL_NOTE = ".e2e-projection-note"
 
 
-@pytest.fixture(scope="module", params=list(THEMES))
-def laptop(request: pytest.FixtureRequest, browser: Any, subject: Any, expected: Expected,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
-    """The quickstart in JupyterLab at 1100 px, file browser open, in the light or dark theme
-    (set through the user settings the isolated server reads)."""
+@pytest.fixture(scope="module")
+def laptop_page(browser: Any, subject: Any, expected: Expected,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """The quickstart in JupyterLab at 1100 px with the file browser open, starting in the
+    light theme (through the user settings the isolated server reads)."""
     if not demo_available():
         pytest.skip("the quickstart needs ipydeepvis.demo")
-    theme = request.param
-    tmp = tmp_path_factory.mktemp(f"laptop-{theme}")
+    tmp = tmp_path_factory.mktemp("laptop")
     settings = tmp / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
-    (settings / "themes.jupyterlab-settings").write_text(json.dumps({"theme": THEMES[theme]}))
-    for dash in _open("lab", browser, subject, expected, tmp, viewport=LAPTOP):
-        dash.kind = f"lab-{theme}"
-        yield dash
+    (settings / "themes.jupyterlab-settings").write_text(json.dumps({"theme": THEMES["light"]}))
+    yield from _open("lab", browser, subject, expected, tmp, viewport=LAPTOP)
+
+
+@pytest.fixture(scope="module", params=list(THEMES))
+def laptop(request: pytest.FixtureRequest, laptop_page: Dashboard) -> Dashboard:
+    """That page in the light, then the dark theme, switched as a user does (Settings >
+    Theme: JupyterLab's ``apputils:change-theme`` command), back on the quickstart's layer and
+    unit."""
+    theme, dash = request.param, laptop_page
+    page, e = dash.page, dash.expected
+    dash.kind = f"lab-{theme}"
+    page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})",
+                  THEMES[theme])
+    page.wait_for_function("light => document.body.dataset.jpThemeLight === light",
+                           arg="true" if theme == "light" else "false", timeout=30_000)
+    if selected_layer(page) != e.default_layer:
+        page.select_option(f"{SEL_LAYER} select", index=list(e.layers).index(e.default_layer))
+    unit = dash.subject.unit_after_run
+    if slider_value(page) != unit:
+        set_slider_via_readout(page, unit)
+        wait_slider_value(page, unit)
+    return dash
 
 
 def box(page: Any, selector: str) -> tuple[float, float, float, float]:
