@@ -214,6 +214,16 @@ def to_rgba(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return np.concatenate([image[:, :, :3], alpha], axis=2)
 
 
+def on_white(picture: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """An RGBA canvas picture laid on white, as ``(H, W, 3)`` (where a canvas is transparent
+    the page shows through; a saved sheet shows its white); other pictures as they are."""
+    if picture.ndim != 3 or picture.shape[2] != 4:
+        return picture
+    alpha = picture[:, :, 3:].astype(np.float64) / 255
+    mixed = picture[:, :, :3].astype(np.float64) * alpha + 255 * (1 - alpha)
+    return np.round(mixed).astype(np.uint8)
+
+
 def image_to_uint8(image: torch.Tensor) -> npt.NDArray[np.uint8]:
     """An input image ``(C, H, W)`` in 0..1 as ``(H, W, 3)`` uint8 (one channel shown as grey)."""
     x = image.detach().to("cpu", torch.float64).clamp(0, 1)
@@ -504,8 +514,7 @@ def sheet_picture(frames: Sequence[npt.NDArray[np.uint8]], *,
     if labels is not None and len(labels) != len(frames):
         msg = f"labels must give one text per frame ({len(frames)}), got {len(labels)}"
         raise InvalidOptionError(msg)
-    pictures = [to_rgba(np.asarray(f, dtype=np.uint8)[:, :, :3]) if f.ndim == 3
-                else to_rgba(np.asarray(f, dtype=np.uint8)) for f in frames]
+    pictures = [to_rgba(on_white(np.asarray(f, dtype=np.uint8))) for f in frames]
     if labels is not None:
         pictures = [label_picture(p, title=text, font_size=font_size) if text else p
                     for p, text in zip(pictures, labels, strict=True)]

@@ -559,9 +559,10 @@ class EpochScrubber(widgets.VBox):
         weight = state[self.analysis.conv_keys[self._conv_layers[0]]]  # (O, I, k, k)
         pictures = np.stack([render.projection_picture(w) for w in weight])
         size = max(8, min(24, 192 // math.ceil(math.sqrt(len(pictures)))))
-        tiles = np.stack([render.resize_nearest(p, size, size) for p in pictures])
-        self._filters_canvas.show(render.to_rgba(render.tile_grid(tiles, pad=2,
-                                                                  background=255)))
+        tiles = np.stack([render.to_rgba(render.resize_nearest(p, size, size))
+                          for p in pictures])
+        # gaps and empty cells transparent: the page's background shows, light or dark
+        self._filters_canvas.show(render.tile_grid(tiles, pad=2, background=0))
 
     def _show_error(self, exc: BaseException) -> None:
         self._set_running(False)

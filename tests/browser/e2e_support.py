@@ -243,6 +243,15 @@ def start_notebook7(tmp: Path, root: Path) -> Server:
     return Server(cmd, tmp, root, f"{base}/api/status", base)
 
 
+def set_lab_theme(page: Any, theme: str) -> None:
+    """Switch JupyterLab's theme as Settings > Theme does; wait until the page has it."""
+    page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})",
+                  theme)
+    page.wait_for_function("light => document.body.dataset.jpThemeLight === light",
+                           arg="false" if "Dark" in theme else "true", timeout=30_000)
+    page.wait_for_timeout(500)  # the theme's CSS is applied; let the figures repaint
+
+
 def notebook7_open(page: Any, base: str, notebook: str, timeout: float = 90_000) -> None:
     """Open a notebook in Notebook 7 and wait for its kernel to be idle."""
     page.goto(f"{base}/notebooks/{notebook}")

@@ -38,6 +38,7 @@ from tests.browser.e2e_support import (
     demo_available,
     layout_problems,
     selected_layer,
+    set_lab_theme,
     set_slider_via_readout,
     slider_value,
     wait_frame,
@@ -73,10 +74,7 @@ def laptop(request: pytest.FixtureRequest, laptop_page: Dashboard) -> Dashboard:
     theme, dash = request.param, laptop_page
     page, e = dash.page, dash.expected
     dash.kind = f"lab-{theme}"
-    page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})",
-                  THEMES[theme])
-    page.wait_for_function("light => document.body.dataset.jpThemeLight === light",
-                           arg="true" if theme == "light" else "false", timeout=30_000)
+    set_lab_theme(page, THEMES[theme])
     if selected_layer(page) != e.default_layer:
         page.select_option(f"{SEL_LAYER} select", index=list(e.layers).index(e.default_layer))
     unit = dash.subject.unit_after_run

@@ -1,4 +1,5 @@
-"""Every notebook in ``notebooks/`` under Voila: all cells run, every widget it shows displays.
+"""Every notebook in ``notebooks/`` under Voila: all cells run, every widget it shows displays,
+it shows a picture, and a notebook with a check of its kernel's final state passes it.
 
 Voila runs the notebook top to bottom, then the page asks the kernel for the widgets of each
 output. A widget that a later cell closed reads "Error displaying widget: model not found"
@@ -53,6 +54,25 @@ PAGE_STATE_JS = """() => {
   };
 }"""
 
+# Appended to a notebook's copy before Voila runs it: what must hold in its kernel at the end,
+# and what the cell prints then. your_model's picker keeps one torchvision model's weights alive
+# at a time (the one its dashboard shows; the probe's shadow module tree shares those weights,
+# so models count by their weights' storage).
+FINAL_CHECKS = {
+    "your_model": (
+        "import gc\n"
+        "gc.collect()\n"
+        "alive = sorted({next(o.parameters()).untyped_storage().data_ptr(): type(o).__name__\n"
+        "                for o in gc.get_objects()\n"
+        "                if type(o).__name__ in ('AlexNet', 'VGG', 'ResNet')}.values())\n"
+        "print(alive)",
+        "['ResNet']",
+    ),
+}
+
+LAST_CELL_TEXT_JS = """() => { const cells = document.querySelectorAll('div[cell-index]');
+  return cells.length ? cells[cells.length - 1].innerText.trim() : null; }"""
+
 SEL_PICTURE = '.jp-OutputArea-output img[src^="data:image/png"]'
 
 # Pixels drawn on each dashboard's activation grid: a dashboard whose render worker is gone
@@ -99,8 +119,14 @@ def voila_on(browser: Any, notebook_root: Path, tmp_path: Path) -> Iterator[Any]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_every_widget_of_the_notebook_displays_in_voila(voila_on: Any, path: Path) -> None:
-    cells = len(nbformat.read(path, as_version=4).cells)
+def test_every_widget_of_the_notebook_displays_in_voila(voila_on: Any, notebook_root: Path,
+                                                       path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    check = FINAL_CHECKS.get(path.stem)
+    if check is not None:  # on the module's copy of the notebooks
+        notebook.cells.append(nbformat.v4.new_code_cell(check[0]))
+        nbformat.write(notebook, notebook_root / path.name)
+    cells = len(notebook.cells)
     page, server = voila_on(path.name)
     t0 = time.monotonic()
     try:
@@ -121,6 +147,8 @@ def test_every_widget_of_the_notebook_displays_in_voila(voila_on: Any, path: Pat
             raise AssertionError(f"{path.name}: the notebook shows no picture") from exc
         assert not state["widgetErrors"], (
             f"{path.name}: widgets that do not display: {state['widgetErrors']}")
+        if check is not None:
+            assert page.evaluate(LAST_CELL_TEXT_JS) == check[1], path.name
         dashboards = page.locator(SEL_DASHBOARD).count()
         if dashboards:  # each one drew its activation grid (its worker is alive)
             page.wait_for_function(

@@ -58,6 +58,7 @@ from tests.browser.e2e_support import (
     read_canvas,
     ring,
     selected_layer,
+    set_lab_theme,
     set_slider_via_readout,
     slider_value,
     wait_frame,
@@ -410,22 +411,43 @@ def test_the_strip_follows_the_unit_nothing_overlaps_readme_pictures(
     page.mouse.move(0, 0)  # ... and no hover style in the pictures
 
     shots = {
-        "dashboard": clip_around(page, ["canvas.e2e-input", SEL_GRID, SEL_UNIT_MAP,
-                                        SEL_PROJECTION, ".e2e-projection-note",
-                                        SEL_SLIDER, ".e2e-method", ".e2e-position",
-                                        ".e2e-predictions"], top_of=SEL_DASHBOARD),
-        "evolution": clip_around(page, [SEL_STRIP, SEL_FILTERS, SEL_LABEL, ".e2e-progress"],
-                                 top_of=SEL_SCRUBBER),
-        "plots": clip_around(page, [f"{figure}-plot" for figure in FIGURES], margin=0),
+        "dashboard": (["canvas.e2e-input", SEL_GRID, SEL_UNIT_MAP, SEL_PROJECTION,
+                       ".e2e-projection-note", SEL_SLIDER, ".e2e-method", ".e2e-position",
+                       ".e2e-predictions"], {"top_of": SEL_DASHBOARD}),
+        "evolution": ([SEL_STRIP, SEL_FILTERS, SEL_LABEL, ".e2e-progress"],
+                      {"top_of": SEL_SCRUBBER}),
+        "plots": ([f"{figure}-plot" for figure in FIGURES], {"margin": 0}),
     }
-    for name, clip in shots.items():
-        png = page.screenshot(clip=clip)
-        (ART_DIR / f"scrubber_{dash.kind}_2_{name}.png").write_bytes(png)
-        if README_SHOTS and dash.kind == "voila":
+    take_shots(page, shots, dash.kind, readme=dash.kind == "voila")
+    if dash.kind == "lab":  # the same view in JupyterLab's dark theme: the README's dark set
+        set_lab_theme(page, "JupyterLab Dark")
+        try:
+            assert layout_problems(page) == []
+            assert figure_problems(page) == []
+            page.mouse.move(0, 0)
+            take_shots(page, shots, "lab-dark", readme=True, suffix="-dark", scroll=True)
+        finally:
+            set_lab_theme(page, "JupyterLab Light")
+
+
+def take_shots(page: Any, shots: dict[str, Any], kind: str, *, readme: bool,
+               suffix: str = "", scroll: bool = False) -> None:
+    """Clips around ``{name: (selectors, clip_around options)}`` to ``test-artifacts/``, and
+    to the README's pictures when ``IPYDEEPVIS_README_SHOTS`` names their folder. ``scroll``
+    (JupyterLab, whose notebook panel scrolls inside the window): each shot's top element is
+    scrolled to the top of the panel first."""
+    for name, (selectors, options) in shots.items():
+        if scroll:
+            page.eval_on_selector(options.get("top_of", selectors[0]),
+                                  "e => e.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(300)
+        png = page.screenshot(clip=clip_around(page, selectors, **options))
+        (ART_DIR / f"scrubber_{kind}_2_{name}.png").write_bytes(png)
+        if README_SHOTS and readme:
             out = Path(README_SHOTS)
             out = out if out.is_absolute() else REPO / out
             out.mkdir(parents=True, exist_ok=True)
-            save_small_png(png, out / f"{name}.png")
+            save_small_png(png, out / f"{name}{suffix}.png")
 
 
 PLOT_JS = """(plot) => {

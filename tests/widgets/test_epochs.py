@@ -145,8 +145,12 @@ def test_save_png_is_labelled_and_refuses_bad_paths(scrubber: EpochScrubber,
     labelled = render.strip_figure(strip)  # captions and outline make the file larger still
     assert saved.shape[0] > labelled.shape[0] and saved.shape[1] > labelled.shape[1]
     # the filters sit at the right end, below their caption, exactly as on the canvas
-    filters = scrubber._filters_canvas.frame
-    assert filters is not None
+    canvas = scrubber._filters_canvas.frame
+    assert canvas is not None
+    transparent = canvas[:, :, 3] == 0  # the gaps between filters (the page shows there)
+    assert transparent.any() and set(np.unique(canvas[:, :, 3])) == {0, 255}
+    filters = np.where(transparent[:, :, None], 255, canvas)  # ... white in the file
+    filters[:, :, 3] = 255
     h, w = filters.shape[:2]
     top = 14 + 6  # below its one-line caption (font size 14)
     assert any(np.array_equal(saved[top:top + h, x:x + w], filters)
