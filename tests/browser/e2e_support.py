@@ -243,6 +243,15 @@ def start_notebook7(tmp: Path, root: Path) -> Server:
     return Server(cmd, tmp, root, f"{base}/api/status", base)
 
 
+def choose_layer(page: Any, layers: list[str], name: str) -> None:
+    """Pick ``name`` in the layer dropdown and wait for the kernel's answer (its status line
+    names the layer): a unit typed before that could be reset by the layer change."""
+    page.select_option(f"{SEL_LAYER} select", index=layers.index(name))
+    page.wait_for_function("([sel, text]) => document.querySelector(sel).innerText"
+                           ".startsWith(text)", arg=[SEL_STATUS, f"layer {name} "],
+                           timeout=30_000)
+
+
 def set_lab_theme(page: Any, theme: str) -> None:
     """Switch JupyterLab's theme as Settings > Theme does; wait until the page has it."""
     page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})",

@@ -34,6 +34,7 @@ from tests.browser.e2e_support import (
     Expected,
     State,
     center_in_view,
+    choose_layer,
     click_canvas_at,
     demo_available,
     layout_problems,
@@ -76,7 +77,7 @@ def laptop(request: pytest.FixtureRequest, laptop_page: Dashboard) -> Dashboard:
     dash.kind = f"lab-{theme}"
     set_lab_theme(page, THEMES[theme])
     if selected_layer(page) != e.default_layer:
-        page.select_option(f"{SEL_LAYER} select", index=list(e.layers).index(e.default_layer))
+        choose_layer(page, list(e.layers), e.default_layer)
     unit = dash.subject.unit_after_run
     if slider_value(page) != unit:
         set_slider_via_readout(page, unit)
