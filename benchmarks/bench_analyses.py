@@ -25,24 +25,14 @@ from __future__ import annotations
 import argparse
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torchvision
-from _timing import median_ms
+from _timing import Case, median_ms
 from torch import nn
 
 import ipydeepvis as dv
 from ipydeepvis.core.invariance import transform_images
-
-
-@dataclass
-class Case:
-    name: str
-    build: Callable[[], nn.Module]
-    size: int
-    layer: str
-    repeats: int
 
 
 def _embedded() -> nn.Module:

@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 import torchvision
+from _timing import interleaved_ms
 from torch import nn
 
 import ipydeepvis as dv
@@ -37,21 +34,6 @@ from ipydeepvis.core.sanity import randomizable_layers, sanity_cascade, sanity_c
 from ipydeepvis.widgets.histogram import HistogramPane
 
 Row = tuple[str, str, float, str]
-
-
-def interleaved_ms(fns: list[Callable[[int], Any]], repeats: int, warmup: int = 1
-                   ) -> list[float]:
-    """Median wall time in ms of each ``fn(i)``, the functions called in turn each round."""
-    for i in range(warmup):
-        for fn in fns:
-            fn(-1 - i)
-    times: list[list[float]] = [[] for _ in fns]
-    for i in range(repeats):
-        for k, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn(i)
-            times[k].append(time.perf_counter() - start)
-    return [1000 * statistics.median(t) for t in times]
 
 
 def plain_histogram(model: nn.Module, images: torch.Tensor, layer: str, bins: int

@@ -21,24 +21,14 @@ import argparse
 import copy
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torchvision
-from _timing import median_ms
+from _timing import Case, median_ms
 from torch import nn
 
 import ipydeepvis as dv
-
-
-@dataclass
-class Case:
-    name: str
-    build: Callable[[], nn.Module]
-    size: int
-    layer: str
-    repeats: int
 
 
 def _embedded() -> nn.Module:

@@ -18,46 +18,22 @@ Run with ``make bench`` (or ``python benchmarks/bench_receptive_crop.py [--quick
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torchvision
-from torch import nn
+from _timing import Case, interleaved_ms
 
 import ipydeepvis as dv
 from ipydeepvis import render
 from ipydeepvis.core.receptive import ReceptiveField
-
-
-@dataclass
-class Case:
-    name: str
-    build: Callable[[], nn.Module]
-    size: int
-    layer: str
-
 
 CASES = [
     Case("embedded 64px conv1", lambda: dv.demo.load().model, 64, "features.conv1"),
     Case("embedded 64px conv5", lambda: dv.demo.load().model, 64, "features.conv5"),
     Case("AlexNet 224px conv5", lambda: torchvision.models.alexnet(), 224, "features.10"),
 ]
-
-
-def interleaved(fns: dict[str, Callable[[int], Any]], rounds: int) -> dict[str, float]:
-    """Median ms of each function, calling each once per round (after one warm-up round)."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for i in range(-1, rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn(i)
-            if i >= 0:
-                times[name].append(time.perf_counter() - start)
-    return {name: 1000 * statistics.median(t) for name, t in times.items()}
 
 
 def bench(case: Case, rounds: int) -> list[tuple[str, str, float, str]]:
@@ -94,7 +70,7 @@ def bench(case: Case, rounds: int) -> list[tuple[str, str, float, str]]:
             lambda i: (render.field_picture(picture, box, 94),
                        render.field_picture(shown, box, 94)),
     }
-    ms = interleaved(fns, rounds)
+    ms = dict(zip(fns, interleaved_ms(list(fns.values()), rounds), strict=True))
     base = ms["project the unit's max (recorded pass)"]
     rows = []
     for name, value in ms.items():

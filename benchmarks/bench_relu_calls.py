@@ -14,14 +14,13 @@ Run with ``make bench`` (or ``python benchmarks/bench_relu_calls.py [--quick]``)
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 import torchvision
+from _timing import interleaved_ms
 from torch import nn
 
 import ipydeepvis as dv
@@ -48,19 +47,6 @@ class FunctionalAlexNet(nn.Module):
         return self.fc8(F.relu(self.fc7(F.relu(self.fc6(x)))))
 
 
-def interleaved(fns: dict[str, Callable[[int], object]], repeats: int) -> dict[str, float]:
-    """Median wall milliseconds of each ``fn(i)``, the functions timed alternately."""
-    for fn in fns.values():
-        fn(-1)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for i in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn(i)
-            times[name].append(time.perf_counter() - start)
-    return {name: 1000 * statistics.median(t) for name, t in times.items()}
-
-
 def main() -> None:
     quick = "--quick" in sys.argv
     torch.set_num_threads(1)
@@ -77,7 +63,7 @@ def main() -> None:
     rows = []
 
     def row(label: str, make: Callable[[str], Callable[[int], object]]) -> None:
-        got = interleaved({name: make(name) for name in nets}, repeats)
+        got = dict(zip(nets, interleaved_ms([make(name) for name in nets], repeats), strict=True))
         a, b = got["nn.ReLU modules"], got["F.relu calls"]
         rows.append((label, a, b, b / a))
 
