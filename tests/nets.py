@@ -33,6 +33,21 @@ class ConvReluPool(nn.Sequential):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
 
 
+class Classifier(nn.Module):
+    """conv 3x3 -> ReLU -> pool 2 -> conv 3x3 -> ReLU -> pool 2 -> linear (5 classes), on
+    16 x 16 inputs; ``forwards`` counts its forward calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = ConvReluPool(pool=(2, 2), channels=(3, 8, 12), seed=1)
+        self.fc = nn.Linear(12 * 4 * 4, 5)
+        self.forwards = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.forwards += 1
+        return self.fc(self.features(x).flatten(1))
+
+
 class FunctionalRelus(nn.Module):
     """Same maths as ConvReluPool, but every ReLU is a different functional spelling."""
 

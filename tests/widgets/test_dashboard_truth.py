@@ -22,22 +22,10 @@ from traitlets import TraitError
 
 import ipydeepvis as dv
 from ipydeepvis import render
-from tests.nets import ConvReluPool, FunctionalRelus, SharedRelu, seeded
+from tests.nets import Classifier, ConvReluPool, FunctionalRelus, SharedRelu, seeded
 
 REPO = Path(__file__).resolve().parents[2]
 PANE = 192
-
-
-class Classifier(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = ConvReluPool(pool=(2, 2), channels=(3, 8, 12), seed=1)
-        self.fc = nn.Linear(12 * 4 * 4, 5)
-        self.forwards = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.forwards += 1
-        return self.fc(self.features(x).flatten(1))
 
 
 def images(count: int = 3, channels: int = 3, size: int = 16) -> torch.Tensor:

@@ -21,7 +21,7 @@ from torch import nn
 from traitlets import TraitError
 
 import ipydeepvis as dv
-from tests.nets import ConvReluPool, assert_same_state, model_state
+from tests.nets import Classifier, assert_same_state, model_state
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,16 +32,6 @@ def registered_widgets() -> set[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return set(ipywidgets.Widget.widgets)
-
-
-class Classifier(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = ConvReluPool(pool=(2, 2), channels=(3, 8, 12), seed=1)
-        self.fc = nn.Linear(12 * 4 * 4, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).flatten(1))
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from torch import nn
 import ipydeepvis as dv
 from ipydeepvis import render
 from ipydeepvis.core.receptive import Box
-from tests.nets import ConvReluPool, seeded
+from tests.nets import Classifier, seeded
 from tests.widgets.field_oracle import (
     FIELD_COLOR,
     cropped_pair,
@@ -29,18 +29,6 @@ from tests.widgets.field_oracle import (
 )
 
 PANE = 192
-
-
-class Classifier(nn.Module):
-    """conv 3x3 -> ReLU -> pool 2 -> conv 3x3 -> ReLU -> pool 2 -> linear, on 16 x 16."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = ConvReluPool(pool=(2, 2), channels=(3, 8, 12), seed=1)
-        self.fc = nn.Linear(12 * 4 * 4, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).flatten(1))
 
 
 def images() -> torch.Tensor:
